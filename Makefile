@@ -1,0 +1,44 @@
+# Two commands on a fresh clone: `make run` and `make test`.
+# Everything else (virtualenv, packages, the embedded PostgreSQL 18) is set
+# up on demand by these targets.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Rebuilt whenever pyproject.toml changes.
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test lint stop clean help
+
+help:
+	@echo "make run    migrate the database (embedded PostgreSQL 18 unless DATABASE_URL)"
+	@echo "make test   run the whole test suite on a separate test database"
+	@echo "make lint   ruff and mypy"
+	@echo "make stop   stop the embedded PostgreSQL servers"
+	@echo "make clean  remove the virtualenv and all local data (asks first)"
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+run: $(INSTALLED)
+	$(BIN)/piccolo migrations forwards all
+	$(BIN)/piccolo migrations check
+
+test: $(INSTALLED)
+	$(BIN)/pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+stop: $(INSTALLED)
+	$(BIN)/python -m conference.embedded stop
+	$(BIN)/python -m conference.embedded stop --data-dir .local/test-pgdata
+
+clean: stop
+	@read -p "Delete $(VENV) and .local (all embedded databases)? [y/N] " answer; \
+	  [ "$$answer" = y ] && rm -rf $(VENV) .local || echo "kept"

@@ -1,0 +1,244 @@
+"""
+Which database ``conference`` talks to, and the Piccolo engine that talks to
+it.
+
+Every entry point (``piccolo_conf.py`` for the ``piccolo`` CLI and the app,
+the tests, host applications) builds its engine with :func:`create_engine`,
+so they all select the server the same way: ``DATABASE_URL`` when it is set,
+otherwise the embedded PostgreSQL 18 with database ``livekit_conference``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import asyncpg
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.utils.sync import run_sync
+
+from conference import embedded
+from conference.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    UnsupportedServerVersion,
+)
+from conference.settings import DATABASE_NAME, Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+#: The oldest server accepted, as PostgreSQL's ``server_version_num``.
+MIN_SERVER_VERSION_NUM = 180001
+MIN_SERVER_VERSION = "18.1"
+
+_VERSION_PATTERN = re.compile(r"^\s*(\d+)(?:\.(\d+))?")
+
+
+# --- URLs -------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, safe for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def validate_database_url(url: str) -> str:
+    """
+    Check that ``url`` is a usable PostgreSQL URL naming a database, and
+    return it. Raises :class:`ConfigurationError` with the reason otherwise.
+    """
+    example = "postgresql://user:password@host:5432/livekit_conference"
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - parsing the port validates it
+    except ValueError as error:
+        raise ConfigurationError(
+            f"DATABASE_URL is malformed ({error}); expected {example}"
+        ) from error
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ConfigurationError(
+            f"DATABASE_URL must start with postgresql://, got "
+            f"{redact_url(url)!r}; expected {example}"
+        )
+    if not unquote(parts.path.lstrip("/")):
+        raise ConfigurationError(
+            f"DATABASE_URL names no database: {redact_url(url)}; expected {example}"
+        )
+    return url.strip()
+
+
+def database_name(url: str) -> str:
+    """The database a URL points at."""
+    return unquote(urlsplit(url).path.lstrip("/"))
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` on the same server."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def resolve_database_url(settings: Settings | None = None) -> str:
+    """
+    The URL of the database to use: ``DATABASE_URL``, or the embedded
+    server (started on demand) with ``livekit_conference`` created on first
+    use.
+    """
+    settings = settings or get_settings()
+    if settings.database_url:
+        return validate_database_url(settings.database_url)
+    server_url = embedded.start(settings.embedded_data_dir)
+    run_sync(create_database_if_missing(server_url, DATABASE_NAME))
+    return with_database(server_url, DATABASE_NAME)
+
+
+async def create_database_if_missing(server_url: str, name: str) -> bool:
+    """
+    Create database ``name`` on the server of ``server_url`` unless it
+    exists. Returns whether it was created. Safe against concurrent callers.
+    """
+    connection = await _connect(server_url, timeout=10)
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        quoted = '"' + name.replace('"', '""') + '"'
+        try:
+            await connection.execute(f"CREATE DATABASE {quoted}")
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            # Another process created it between our check and our CREATE.
+            return False
+        logger.info("created database %s", name)
+        return True
+    finally:
+        await connection.close()
+
+
+# --- Server version ---------------------------------------------------------
+
+
+def parse_server_version(version: str) -> tuple[int, int]:
+    """
+    ``(major, minor)`` of a ``server_version`` string such as ``"18.6"``,
+    ``"18.1 (Debian 18.1-1.pgdg13+2)"`` or ``"19devel"``.
+    """
+    match = _VERSION_PATTERN.match(version)
+    if match is None:
+        raise UnsupportedServerVersion(
+            f"cannot read the PostgreSQL version {version!r}; PostgreSQL "
+            f"{MIN_SERVER_VERSION} or newer is required"
+        )
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def check_server_version(version: str, url: str = "DATABASE_URL") -> None:
+    """
+    Raise :class:`UnsupportedServerVersion` unless ``version`` (PostgreSQL's
+    ``server_version``) is 18.1 or newer.
+
+    Comparing integers, not floats: as floats 18.10 would equal 18.1.
+    """
+    major, minor = parse_server_version(version)
+    if major * 10000 + minor < MIN_SERVER_VERSION_NUM:
+        raise UnsupportedServerVersion(
+            f"PostgreSQL {MIN_SERVER_VERSION} or newer is required; "
+            f"{redact_url(url)} points at {version.split()[0]}. Upgrade that "
+            "server, point DATABASE_URL at a PostgreSQL 18 server, or unset "
+            "DATABASE_URL to use the embedded PostgreSQL 18"
+        )
+
+
+# --- Connections ------------------------------------------------------------
+
+
+def describe_connection_error(error: BaseException, url: str) -> str:
+    """One line that says why connecting to ``url`` failed and what to do."""
+    where = redact_url(url)
+    if isinstance(error, asyncpg.InvalidCatalogNameError):
+        return (
+            f"database {database_name(url)!r} does not exist on the server of "
+            f"{where}; create it (CREATE DATABASE {database_name(url)}) or fix "
+            "DATABASE_URL"
+        )
+    if isinstance(
+        error,
+        (
+            asyncpg.InvalidPasswordError,
+            asyncpg.InvalidAuthorizationSpecificationError,
+        ),
+    ):
+        return f"the server refused the login for {where}: {error}"
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+        return f"timed out connecting to {where}; is the server up and reachable?"
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error)
+        return (
+            f"cannot reach PostgreSQL at {where} ({reason}); is the server "
+            "running, and are host and port in DATABASE_URL right?"
+        )
+    if isinstance(error, asyncpg.CannotConnectNowError):
+        return f"the server at {where} is starting up or shutting down: {error}"
+    return f"cannot connect to {where}: {type(error).__name__}: {error}"
+
+
+async def _connect(url: str, timeout: float) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(dsn=url, timeout=timeout)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+        raise DatabaseUnavailable(describe_connection_error(error, url)) from error
+    except (ValueError, asyncpg.InterfaceError) as error:
+        # asyncpg raises these for DSNs it cannot parse.
+        raise ConfigurationError(
+            f"DATABASE_URL {redact_url(url)} is not usable: {error}"
+        ) from error
+
+
+class ConferenceEngine(PostgresEngine):
+    """
+    Piccolo's ``PostgresEngine``, with a version check that refuses servers
+    older than PostgreSQL 18.1 and connection errors turned into one clear
+    :class:`~conference.errors.ConferenceError`.
+
+    Piccolo runs :meth:`check_version` when the engine is built, that is
+    when ``piccolo_conf.py`` is imported, so a wrong ``DATABASE_URL`` fails
+    before any command starts.
+    """
+
+    def __init__(self, url: str, connect_timeout: float, **kwargs: Any) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        super().__init__(config={"dsn": url, "timeout": connect_timeout}, **kwargs)
+
+    async def check_version(self) -> None:  # type: ignore[override]
+        version = await self.server_version()
+        check_server_version(version, self.url)
+        logger.info("connected to PostgreSQL %s at %s", version, redact_url(self.url))
+
+    async def server_version(self) -> str:
+        """The server's ``server_version`` string, e.g. ``"18.6"``."""
+        connection = await _connect(self.url, timeout=self.connect_timeout)
+        try:
+            return str(await connection.fetchval("SHOW server_version"))
+        finally:
+            await connection.close()
+
+
+def create_engine(settings: Settings | None = None) -> ConferenceEngine:
+    """
+    Build the engine for the configured database: resolve ``DATABASE_URL``
+    or start the embedded server, then check that the server is reachable
+    and new enough.
+    """
+    settings = settings or get_settings()
+    url = resolve_database_url(settings)
+    return ConferenceEngine(url=url, connect_timeout=settings.database_connect_timeout)

@@ -1,0 +1,21 @@
+"""
+The ``conference`` Piccolo app: its tables, migrations and commands.
+
+Host applications list ``"conference.piccolo_app"`` in their
+``APP_REGISTRY``; ``piccolo migrations forwards all`` then applies this
+app's migrations with theirs.
+"""
+
+from pathlib import Path
+
+from piccolo.conf.apps import AppConfig
+
+from conference.tables import TABLES
+
+APP_CONFIG = AppConfig(
+    app_name="conference",
+    migrations_folder_path=str(Path(__file__).parent / "piccolo_migrations"),
+    table_classes=list(TABLES),
+    migration_dependencies=[],
+    commands=[],
+)

@@ -1,0 +1,152 @@
+"""
+The schema of ``conference``: one Piccolo table per database table.
+
+Table and column names are a contract with other services; change them only
+with a migration and a note to those services. The database itself enforces
+what a row must satisfy (``Check`` constraints below), so a writer that
+bypasses this module cannot store a bad row either.
+
+Two composite indexes, ``participants (meeting_id, left_at)`` and
+``analytics (meeting_id, created_at)``, live in a hand-written migration
+because Piccolo columns only declare single-column indexes.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from piccolo.columns import (
+    JSONB,
+    UUID,
+    BigInt,
+    DoublePrecision,
+    ForeignKey,
+    OnDelete,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.columns.defaults.uuid import UUID4
+from piccolo.columns.readable import Readable
+from piccolo.constraints import Check
+from piccolo.table import Table
+
+
+class RecordingStatus(str, Enum):
+    """LiveKit's egress states (``EgressStatus`` without the prefix)."""
+
+    starting = "starting"
+    active = "active"
+    ending = "ending"
+    complete = "complete"
+    failed = "failed"
+    aborted = "aborted"
+    limit_reached = "limit_reached"
+
+
+def _status_values_sql() -> str:
+    return ", ".join(f"'{status.value}'" for status in RecordingStatus)
+
+
+class Meeting(Table, tablename="meetings"):
+    """One LiveKit room session, from its first event to ``ended_at``."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    # default=None with null=False: the database has no default, so a
+    # missing room name is an error, not a silent ''.
+    room_name = Varchar(length=255, null=False, default=None, index=True)
+    created_at = Timestamptz(null=False, default=TimestamptzNow(), index=True)
+    ended_at = Timestamptz(null=True, default=None)
+    metadata = JSONB(null=False, default={})
+
+    meetings_room_name_not_blank = Check("btrim(room_name) <> ''")
+    meetings_ended_after_created = Check("ended_at IS NULL OR ended_at >= created_at")
+    meetings_metadata_is_object = Check("jsonb_typeof(metadata) = 'object'")
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s", columns=[cls.room_name])
+
+
+class Participant(Table, tablename="participants"):
+    """One participant session in a meeting, from join to leave."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    meeting_id = ForeignKey(references=Meeting, null=False, on_delete=OnDelete.cascade, index=True)
+    identity = Varchar(length=255, null=False, default=None)
+    joined_at = Timestamptz(null=False, default=TimestamptzNow())
+    left_at = Timestamptz(null=True, default=None)
+    metadata = JSONB(null=False, default={})
+
+    participants_identity_not_blank = Check("btrim(identity) <> ''")
+    participants_left_after_joined = Check("left_at IS NULL OR left_at >= joined_at")
+    participants_metadata_is_object = Check("jsonb_typeof(metadata) = 'object'")
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s", columns=[cls.identity])
+
+
+class Recording(Table, tablename="recordings"):
+    """
+    One LiveKit egress of a meeting.
+
+    ``file_size`` is in bytes. ``duration`` is in seconds, stored as double
+    precision: fractional seconds are kept to sub-microsecond precision for
+    any realistic recording length, and it maps to a plain ``float``.
+    """
+
+    id = UUID(primary_key=True, default=UUID4())
+    meeting_id = ForeignKey(references=Meeting, null=False, on_delete=OnDelete.cascade, index=True)
+    # unique=True creates a unique index, which also serves egress_id lookups.
+    egress_id = Varchar(length=255, null=False, default=None, unique=True)
+    storage_path = Text(null=True, default=None)
+    status = Varchar(
+        length=32,
+        null=False,
+        default=RecordingStatus.starting,
+        choices=RecordingStatus,
+        index=True,
+    )
+    started_at = Timestamptz(null=True, default=None)
+    completed_at = Timestamptz(null=True, default=None)
+    file_size = BigInt(null=True, default=None)
+    duration = DoublePrecision(null=True, default=None)
+    metadata = JSONB(null=False, default={})
+
+    recordings_egress_id_not_blank = Check("btrim(egress_id) <> ''")
+    recordings_status_is_known = Check(f"status IN ({_status_values_sql()})")
+    recordings_completed_after_started = Check(
+        "completed_at IS NULL OR started_at IS NULL OR completed_at >= started_at"
+    )
+    recordings_file_size_not_negative = Check("file_size IS NULL OR file_size >= 0")
+    recordings_duration_not_negative = Check("duration IS NULL OR duration >= 0")
+    recordings_metadata_is_object = Check("jsonb_typeof(metadata) = 'object'")
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s", columns=[cls.egress_id])
+
+
+class AnalyticsEvent(Table, tablename="analytics"):
+    """One event in a meeting, optionally about one participant."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    meeting_id = ForeignKey(references=Meeting, null=False, on_delete=OnDelete.cascade, index=True)
+    participant_id = ForeignKey(
+        references=Participant, null=True, on_delete=OnDelete.cascade, index=True
+    )
+    event_type = Varchar(length=64, null=False, default=None, index=True)
+    event_data = JSONB(null=False, default={})
+    created_at = Timestamptz(null=False, default=TimestamptzNow())
+
+    analytics_event_type_not_blank = Check("btrim(event_type) <> ''")
+    analytics_event_data_is_object = Check("jsonb_typeof(event_data) = 'object'")
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s", columns=[cls.event_type])
+
+
+TABLES: list[type[Table]] = [Meeting, Participant, Recording, AnalyticsEvent]

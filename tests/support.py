@@ -1,0 +1,137 @@
+"""
+Helpers the tests share: the test PostgreSQL server, throwaway databases,
+running the real ``piccolo`` CLI, and catalog snapshots.
+
+The test server is never the developer's: it is ``TEST_DATABASE_URL`` (a
+server on which the tests may create and drop databases) or a separate
+embedded cluster under ``.local/test-pgdata``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import asyncpg
+
+from conference import embedded
+from conference.engine import create_database_if_missing, with_database
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DATA_DIR = ROOT / ".local" / "test-pgdata"
+PICCOLO = str(Path(sys.executable).parent / "piccolo")
+
+CONFERENCE_TABLES = ("meetings", "participants", "recordings", "analytics")
+
+
+def test_server_url() -> str:
+    """URL of the server the tests use, on its ``postgres`` database."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return with_database(url, "postgres")
+    return embedded.start(TEST_DATA_DIR, "postgres")
+
+
+async def create_database(server_url: str, prefix: str = "conference_test") -> str:
+    """Create an empty database with a unique name; return its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    await create_database_if_missing(server_url, name)
+    return with_database(server_url, name)
+
+
+async def drop_database(server_url: str, database_url: str) -> None:
+    """Drop a test database, disconnecting whoever still uses it."""
+    name = database_url.rsplit("/", 1)[1].split("?", 1)[0]
+    connection = await asyncpg.connect(server_url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def run_piccolo(
+    args: Iterable[str], database_url: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """
+    Run the real ``piccolo`` CLI from the project root against
+    ``database_url``, as a user would.
+    """
+    env = {**os.environ, "DATABASE_URL": database_url}
+    result = subprocess.run(
+        [PICCOLO, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"piccolo {' '.join(args)} exited {result.returncode}:\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+SNAPSHOT_SQL = """
+SELECT 'relation' AS kind, c.relname AS owner, c.relname AS name,
+       c.relkind::text AS definition
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+UNION ALL
+SELECT 'column', c.relname, a.attname,
+       format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+       || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+  AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'constraint', c.relname, con.conname, pg_get_constraintdef(con.oid)
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public'
+UNION ALL
+SELECT 'index', i.tablename, i.indexname, i.indexdef
+FROM pg_indexes i WHERE i.schemaname = 'public'
+UNION ALL
+SELECT 'type', t.typname, t.typname, t.typtype::text
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd', 'c')
+  AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.reltype = t.oid)
+ORDER BY 1, 2, 3
+"""
+
+
+async def catalog_snapshot(database_url: str) -> list[tuple[str, str, str, str]]:
+    """
+    Every table, column (type, nullability, default), constraint, index and
+    type of the ``public`` schema, sorted: two databases with equal
+    snapshots have the same schema.
+    """
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(SNAPSHOT_SQL)
+    finally:
+        await connection.close()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def conference_migration_ids() -> list[str]:
+    """The IDs of the ``conference`` app's migrations, oldest first."""
+    from piccolo.apps.migrations.commands.base import BaseMigrationManager
+
+    from conference.piccolo_app import APP_CONFIG
+
+    modules = BaseMigrationManager().get_migration_modules(
+        APP_CONFIG.resolved_migrations_folder_path
+    )
+    return sorted(modules)
