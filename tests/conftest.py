@@ -10,12 +10,14 @@ see ``tests/support.py``) and points ``DATABASE_URL`` at it, so that
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 from piccolo.utils.sync import run_sync
 
+from conference import embedded
 from tests import support
 
 _state: dict[str, str] = {}
@@ -69,3 +71,42 @@ async def connection(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     finally:
         await conn.execute("TRUNCATE " + ", ".join(support.CONFERENCE_TABLES) + " CASCADE")
         await conn.close()
+
+
+class StoppableServer:
+    """
+    A PostgreSQL 18 cluster of its own that a test may stop and start, to
+    see how the code behaves while the database is down and after it
+    returns, without disturbing the rest of the suite.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.server_url = embedded.start(data_dir, "postgres")
+
+    def stop(self) -> None:
+        embedded.stop(self.data_dir)
+
+    def start(self) -> None:
+        embedded.start(self.data_dir)
+
+
+@pytest.fixture(scope="session")
+def stoppable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppableServer]:
+    """A separate cluster for outage tests; stopped at the end of the session."""
+    server = StoppableServer(tmp_path_factory.mktemp("stoppable") / "pgdata")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def stoppable_database_url(stoppable_server: StoppableServer) -> AsyncIterator[str]:
+    """
+    An empty database on :func:`stoppable_server`; the server is running
+    again and the database dropped after the test.
+    """
+    stoppable_server.start()
+    url = await support.create_database(stoppable_server.server_url)
+    yield url
+    stoppable_server.start()
+    await support.drop_database(stoppable_server.server_url, url)

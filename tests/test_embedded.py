@@ -63,3 +63,15 @@ def test_cli_status_reports_a_stopped_server(
 ) -> None:
     assert embedded.main(["status", "--data-dir", str(state_dir / "pgdata")]) == 3
     assert "not running" in capsys.readouterr().out
+
+
+async def test_stoppable_server_refuses_connections_while_stopped(
+    stoppable_server, stoppable_database_url: str
+) -> None:
+    stoppable_server.stop()
+    with pytest.raises(OSError):
+        await asyncpg.connect(stoppable_database_url, timeout=2)
+    stoppable_server.start()
+    connection = await asyncpg.connect(stoppable_database_url, timeout=5)
+    assert await connection.fetchval("SELECT 1") == 1
+    await connection.close()
