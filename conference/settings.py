@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The database every ``conference`` deployment uses, embedded or not.
@@ -44,6 +45,49 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds to wait for a connection before giving up.",
     )
+
+    # --- The ASGI app and piccolo-admin (conference/app.py, admin.py) ------
+    conference_env: Literal["development", "production"] = Field(
+        default="development",
+        description=(
+            "production: secure cookies, ALLOWED_HOSTS required, no users "
+            "created automatically, no auto-migrate unless AUTO_MIGRATE=true, "
+            "and a strong ADMIN_PASSWORD required to start."
+        ),
+    )
+    auto_migrate: bool | None = Field(
+        default=None,
+        description="Migrate on app startup. Unset: on in development, off in production.",
+    )
+    allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated host names the app answers to (production: required).",
+    )
+    admin_username: str = Field(default="admin", description="The admin user's name.")
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The admin user's password. Development: unset means a random one, "
+            "generated once and kept in CONFERENCE_STATE_DIR/admin-password."
+        ),
+    )
+    app_host: str = Field(default="127.0.0.1", description="Where `make run` listens.")
+    app_port: int = Field(default=8000, description="Port `make run` listens on.")
+
+    @property
+    def production(self) -> bool:
+        """Whether this is a production deployment."""
+        return self.conference_env == "production"
+
+    @property
+    def auto_migrate_enabled(self) -> bool:
+        """Whether the app migrates on startup (explicit setting, else dev only)."""
+        return not self.production if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        """``ALLOWED_HOSTS`` as a list."""
+        return [host.strip() for host in self.allowed_hosts.split(",") if host.strip()]
 
     @property
     def embedded_data_dir(self) -> Path:
