@@ -59,10 +59,14 @@ class Meeting(Table, tablename="meetings"):
     created_at = Timestamptz(null=False, default=TimestamptzNow(), index=True)
     ended_at = Timestamptz(null=True, default=None)
     metadata = JSONB(null=False, default={})
+    # LiveKit's room sid (RM_…): one meeting per room session. Null for rows
+    # not written from webhooks; NULLs never collide in a unique constraint.
+    room_sid = Varchar(length=255, null=True, default=None, unique=True)
 
     meetings_room_name_not_blank = Check("btrim(room_name) <> ''")
     meetings_ended_after_created = Check("ended_at IS NULL OR ended_at >= created_at")
     meetings_metadata_is_object = Check("jsonb_typeof(metadata) = 'object'")
+    meetings_room_sid_not_blank = Check("room_sid IS NULL OR btrim(room_sid) <> ''")
 
     @classmethod
     def get_readable(cls) -> Readable:
@@ -78,10 +82,16 @@ class Participant(Table, tablename="participants"):
     joined_at = Timestamptz(null=False, default=TimestamptzNow())
     left_at = Timestamptz(null=True, default=None)
     metadata = JSONB(null=False, default={})
+    # LiveKit's participant sid (PA_…): a reconnect with the same identity is
+    # a new sid, so a new row. Null for rows not written from webhooks.
+    participant_sid = Varchar(length=255, null=True, default=None, unique=True)
 
     participants_identity_not_blank = Check("btrim(identity) <> ''")
     participants_left_after_joined = Check("left_at IS NULL OR left_at >= joined_at")
     participants_metadata_is_object = Check("jsonb_typeof(metadata) = 'object'")
+    participants_participant_sid_not_blank = Check(
+        "participant_sid IS NULL OR btrim(participant_sid) <> ''"
+    )
 
     @classmethod
     def get_readable(cls) -> Readable:
@@ -140,9 +150,15 @@ class AnalyticsEvent(Table, tablename="analytics"):
     event_type = Varchar(length=64, null=False, default=None, index=True)
     event_data = JSONB(null=False, default={})
     created_at = Timestamptz(null=False, default=TimestamptzNow())
+    # The webhook's ``id`` (EV_…): a retried delivery carries the same one,
+    # so the unique constraint makes storing an event idempotent.
+    webhook_event_id = Varchar(length=255, null=True, default=None, unique=True)
 
     analytics_event_type_not_blank = Check("btrim(event_type) <> ''")
     analytics_event_data_is_object = Check("jsonb_typeof(event_data) = 'object'")
+    analytics_webhook_event_id_not_blank = Check(
+        "webhook_event_id IS NULL OR btrim(webhook_event_id) <> ''"
+    )
 
     @classmethod
     def get_readable(cls) -> Readable:
