@@ -20,6 +20,78 @@ class DatabaseUnavailable(ConferenceError):
     """The database server cannot be reached, or refused the connection."""
 
 
+class DatabaseError(ConferenceError):
+    """
+    PostgreSQL rejected a statement. ``sqlstate`` is its error code;
+    ``constraint``, ``table`` and ``column`` name what it complained about
+    when it said so. The message never contains row values.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sqlstate: str | None = None,
+        constraint: str | None = None,
+        table: str | None = None,
+        column: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.constraint = constraint
+        self.table = table
+        self.column = column
+
+
+class IntegrityViolation(DatabaseError):
+    """A row broke a constraint of the schema; the statement changed nothing."""
+
+
+class UniqueViolation(IntegrityViolation):
+    """A unique constraint or primary key already holds this value."""
+
+
+class ForeignKeyViolation(IntegrityViolation):
+    """A reference points at a missing row, or a referenced row is still in use."""
+
+
+class CheckViolation(IntegrityViolation):
+    """A ``CHECK`` constraint rejected the row."""
+
+
+class NotNullViolation(IntegrityViolation):
+    """A required column got no value."""
+
+
+class QueryTimeout(DatabaseError):
+    """A statement hit ``statement_timeout`` or ``lock_timeout``, or was cancelled."""
+
+
+class TransactionConflict(DatabaseError):
+    """A serialization failure or deadlock; running the transaction again may succeed."""
+
+
+class MigrationError(ConferenceError):
+    """Migrations could not be planned, applied or verified."""
+
+
+class MigrationLockTimeout(MigrationError):
+    """Another process kept the migration lock longer than ``MIGRATION_LOCK_WAIT``."""
+
+
+class MigrationFailed(MigrationError):
+    """
+    A migration raised; its transaction was rolled back, so neither its schema
+    changes nor its ledger row remain. ``migration`` is ``"app:ID"``;
+    ``applied`` lists the migrations of the same run that did commit.
+    """
+
+    def __init__(self, message: str, *, migration: str, applied: list[str]) -> None:
+        super().__init__(message)
+        self.migration = migration
+        self.applied = applied
+
+
 class UnsupportedServerVersion(ConferenceError):
     """The server is older than the PostgreSQL release this package needs."""
 

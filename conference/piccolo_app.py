@@ -8,8 +8,11 @@ app's migrations with theirs.
 
 from pathlib import Path
 
-from piccolo.conf.apps import AppConfig
+from piccolo.conf.apps import AppConfig, Command
 
+from conference.commands.migrate import migrate
+from conference.commands.status import status
+from conference.commands.verify import verify
 from conference.tables import TABLES
 
 APP_CONFIG = AppConfig(
@@ -17,5 +20,9 @@ APP_CONFIG = AppConfig(
     migrations_folder_path=str(Path(__file__).parent / "piccolo_migrations"),
     table_classes=list(TABLES),
     migration_dependencies=[],
-    commands=[],
+    commands=[
+        Command(migrate),
+        Command(status),
+        Command(verify),
+    ],
 )

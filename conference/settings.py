@@ -45,6 +45,45 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds to wait for a connection before giving up.",
     )
+    database_pool_max_size: int = Field(
+        default=20,
+        ge=1,
+        description="Most connections the pool of conference.db.start_pool() opens.",
+    )
+    database_pool_min_size: int = Field(
+        default=1,
+        ge=0,
+        description="Connections the pool opens at start and keeps open when idle.",
+    )
+    database_slow_query_threshold: float = Field(
+        default=0.5,
+        gt=0,
+        description="Seconds after which conference.db.query() logs a statement as slow.",
+    )
+    migration_lock_wait: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Seconds a migrating process waits for another one to finish (the "
+            "advisory lock) before giving up."
+        ),
+    )
+    migration_lock_timeout: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "PostgreSQL lock_timeout for migrations, in seconds: a migration "
+            "that cannot lock a table this fast fails instead of blocking all "
+            "traffic behind a long transaction. 0 waits forever."
+        ),
+    )
+    migration_statement_timeout: float = Field(
+        default=600.0,
+        ge=0,
+        description=(
+            "PostgreSQL statement_timeout for migrations, in seconds. 0 means no limit."
+        ),
+    )
 
     # --- The ASGI app and piccolo-admin (conference/app.py, admin.py) ------
     conference_env: Literal["development", "production"] = Field(

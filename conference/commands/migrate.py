@@ -1,0 +1,50 @@
+"""``piccolo conference migrate``: apply pending migrations, safely."""
+
+from __future__ import annotations
+
+import sys
+
+from conference.errors import ConferenceError
+from conference.migrations import MigrationRunResult, run_migrations
+
+
+async def migrate(dry_run: bool = False, verbose: bool = False, target: str | None = None) -> None:
+    """
+    Apply the pending migrations of every registered app: one process at a
+    time (an advisory lock), each migration with its ledger row in one
+    transaction, under lock_timeout and statement_timeout.
+
+    :param dry_run:
+        Print every statement that would run, hand-written raw SQL included,
+        and change nothing.
+    :param verbose:
+        Print every statement as it runs.
+    :param target:
+        Stop after this migration: its ID, or app:ID.
+    """
+    try:
+        result = await run_migrations(dry_run=dry_run, verbose=verbose, target=target)
+    except ConferenceError as error:
+        print(f"conference: error: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(format_result(result, verbose=verbose))
+
+
+def format_result(result: MigrationRunResult, verbose: bool = False) -> str:
+    """What ``migrate`` prints for ``result``."""
+    if result.dry_run:
+        if not result.migrations:
+            return "-- dry run: nothing to migrate"
+        return f"{result.sql}\n-- dry run: {len(result.migrations)} migration(s), nothing changed"
+    lines = []
+    if result.lock_wait_ms >= 1000:
+        lines.append(f"waited {result.lock_wait_ms / 1000:.1f} s for another process's migrations")
+    for step in result.migrations:
+        lines.append(f"applied {step.name} ({step.description}) in {step.duration_ms or 0:.0f} ms")
+        if verbose:
+            lines.extend(f"    {statement}" for statement in step.statements)
+    if result.migrations:
+        lines.append(f"{len(result.migrations)} migration(s) in {result.duration_ms:.0f} ms")
+    else:
+        lines.append("nothing to migrate: every migration is applied")
+    return "\n".join(lines)

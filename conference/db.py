@@ -1,0 +1,701 @@
+"""
+The client API of ``conference``: the connection pool, queries,
+transactions and a health check, on the Piccolo engine the ORM uses.
+
+Example::
+
+    from conference import db
+
+    await db.start_pool()
+    async with db.transaction():  # ORM calls inside take part
+        meeting = Meeting(room_name="standup")
+        await meeting.save()
+        await db.query("UPDATE meetings SET ended_at = now() WHERE id = $1", meeting.id)
+    health = await db.check_connection(deadline=2.0)
+    await db.close_pool(timeout=10)
+
+The module-level functions act on the engine of ``piccolo_conf`` (``DB``),
+the one every table uses. :class:`Database` does the same for any other
+Piccolo ``PostgresEngine``.
+
+**Dead connections.** After a server restart or a network cut, an asyncpg
+pool can hand out a connection whose socket is already dead. Retrying the
+failed statement would fix that but can run a statement twice (an
+``INSERT`` whose commit reached the server just before the connection
+dropped). So the pool checks instead: a connection that has been idle for
+more than :data:`VALIDATE_AFTER_IDLE` seconds answers a ``SELECT 1`` before
+anyone gets it, and a dead one is replaced (the rest of the pool is then
+renewed too). A busy pool pays nothing; a statement is never sent twice.
+This covers ORM queries as well, because the check sits in the pool that
+Piccolo acquires from (:class:`ValidatingPool`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from piccolo.engine.finder import engine_finder
+from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
+
+from conference.engine import check_server_version, describe_connection_error, redact_url
+from conference.errors import (
+    CheckViolation,
+    ConferenceError,
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailable,
+    ForeignKeyViolation,
+    IntegrityViolation,
+    NotNullViolation,
+    QueryTimeout,
+    TransactionConflict,
+    UniqueViolation,
+)
+from conference.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a pooled connection may sit idle before it must prove it is alive
+#: (HikariCP's "alive bypass window" idea: recently used means alive).
+VALIDATE_AFTER_IDLE = 1.0
+
+#: How many connections :meth:`ValidatingPool.acquire` tries before giving up.
+_ACQUIRE_ATTEMPTS = 3
+
+#: Longest statement text written to the log.
+_LOGGED_STATEMENT_LENGTH = 500
+
+
+# --- Errors -----------------------------------------------------------------
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` means the connection (or the server) went away."""
+    if isinstance(
+        error,
+        (
+            asyncpg.PostgresConnectionError,  # class 08, includes "connection closed"
+            asyncpg.AdminShutdownError,
+            asyncpg.CrashShutdownError,
+            asyncpg.CannotConnectNowError,
+            ConnectionError,  # reset, refused, broken pipe
+        ),
+    ):
+        return True
+    # asyncpg raises a bare InterfaceError for a closed connection or pool.
+    return isinstance(error, asyncpg.InterfaceError) and (
+        "closed" in str(error) or "closing" in str(error)
+    )
+
+
+def _key_columns(detail: str | None) -> str | None:
+    """``egress_id`` from ``Key (egress_id)=(EG_1) already exists``: names, no values."""
+    if detail and detail.startswith("Key (") and ")=(" in detail:
+        return detail[len("Key (") : detail.index(")=(")]
+    return None
+
+
+def translate_error(error: BaseException, url: str | None = None) -> ConferenceError | None:
+    """
+    The :class:`~conference.errors.ConferenceError` that describes a
+    database ``error`` (an asyncpg or socket exception), or ``None`` when
+    ``error`` is not a database error. Constraint violations name the
+    constraint, table and columns, never the row's values.
+
+    :func:`query` and :func:`transaction` raise these already; call this
+    for ORM calls made outside :func:`transaction`::
+
+        try:
+            await Recording(meeting_id=meeting.id, egress_id="EG_1").save()
+        except asyncpg.PostgresError as error:
+            raise translate_error(error) or error from error
+
+    :param url:
+        The database URL, named (without its password) in connection errors.
+    """
+    if isinstance(error, ConferenceError):
+        return None
+    where = redact_url(url) if url else "the database"
+    if is_connection_lost(error):
+        if isinstance(error, asyncpg.InterfaceError) and "pool" in str(error):
+            return DatabaseUnavailable(
+                "the connection pool is closed or closing (conference.db.close_pool() was "
+                "called); start it again with conference.db.start_pool()"
+            )
+        return DatabaseUnavailable(
+            f"lost the connection to PostgreSQL at {where} ({type(error).__name__}: "
+            f"{error}); a statement in flight may or may not have been applied. Is the "
+            "server running?"
+        )
+    if isinstance(error, (OSError, TimeoutError)):
+        return DatabaseUnavailable(describe_connection_error(error, url or "the database"))
+    if not isinstance(error, asyncpg.PostgresError):
+        return None
+
+    sqlstate = getattr(error, "sqlstate", None)
+    constraint = getattr(error, "constraint_name", None)
+    table = getattr(error, "table_name", None)
+    column = getattr(error, "column_name", None)
+    detail = getattr(error, "detail", None)
+    columns = _key_columns(detail)
+    on = f" on {table}" + (f" ({columns})" if columns else "") if table else ""
+    facts = {"sqlstate": sqlstate, "constraint": constraint, "table": table, "column": column}
+
+    if isinstance(error, asyncpg.UniqueViolationError):
+        return UniqueViolation(
+            f'duplicate value: unique constraint "{constraint}"{on} already has a row '
+            "with this value; use another value or update the existing row",
+            **facts,
+        )
+    if isinstance(error, asyncpg.ForeignKeyViolationError):
+        if detail and "still referenced" in detail:
+            referencing = detail.rsplit("from table ", 1)[-1].strip('".')
+            reason = (
+                f"the row is still referenced from {referencing}; delete or re-point "
+                "those rows first"
+            )
+        else:
+            referenced = detail.rsplit("in table ", 1)[-1].strip('".') if detail else "?"
+            reason = (
+                f"the referenced row does not exist in {referenced}; create it first "
+                "or fix the reference"
+            )
+        return ForeignKeyViolation(f'foreign key "{constraint}"{on}: {reason}', **facts)
+    if isinstance(error, asyncpg.CheckViolationError):
+        return CheckViolation(
+            f'check constraint "{constraint}"{on} rejected the row; fix the values '
+            "that rule checks",
+            **facts,
+        )
+    if isinstance(error, asyncpg.NotNullViolationError):
+        return NotNullViolation(
+            f'column "{column}" of {table} needs a value (NOT NULL); set it', **facts
+        )
+    if isinstance(error, asyncpg.IntegrityConstraintViolationError):
+        name = f' "{constraint}"' if constraint else ""
+        return IntegrityViolation(f"constraint{name}{on} rejected the row: {error}", **facts)
+    if isinstance(error, (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)):
+        return QueryTimeout(
+            f"{error} (SQLSTATE {sqlstate}); the statement was cancelled and changed "
+            "nothing. A long transaction may hold a lock it needs, or the statement "
+            "needs a higher statement_timeout",
+            **facts,
+        )
+    if isinstance(error, (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)):
+        return TransactionConflict(
+            f"{error} (SQLSTATE {sqlstate}); the transaction was rolled back, run it again",
+            **facts,
+        )
+    return DatabaseError(f"{error} (SQLSTATE {sqlstate})", **facts)
+
+
+# --- The pool ---------------------------------------------------------------
+
+
+class ValidatingPool:
+    """
+    The asyncpg pool that Piccolo's ``start_connection_pool`` created, handing
+    out only live connections.
+
+    Piccolo acquires and releases through ``engine.pool``; with this object
+    there, a connection idle for more than :data:`VALIDATE_AFTER_IDLE`
+    seconds runs ``SELECT 1`` first. A dead one is terminated, the pool's
+    other connections are expired (asyncpg reconnects them on their next
+    use) and another connection is tried. Nothing but that probe is ever
+    sent on a connection that might be dead.
+
+    Everything else (``get_size()``, ``expire_connections()`` ...) is the
+    asyncpg pool's own.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, validation_timeout: float) -> None:
+        self.pool = pool
+        self.validation_timeout = validation_timeout
+        # server pid -> time.monotonic() of its last release
+        self._last_used: dict[int, float] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pool, name)
+
+    def acquire(self, *, timeout: float | None = None) -> _Acquisition:
+        """A live connection; ``await`` it, or use it as ``async with``."""
+        return _Acquisition(self, timeout)
+
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:
+        """Give ``connection`` back, remembering that it just worked."""
+        with suppress(asyncpg.InterfaceError):  # already released or closed
+            if len(self._last_used) > 10_000:  # pids of long-gone connections
+                self._last_used.clear()
+            self._last_used[connection.get_server_pid()] = time.monotonic()
+        await self.pool.release(connection, timeout=timeout)
+
+    async def close(self) -> None:
+        """Close gracefully: wait for every connection to come back, then close."""
+        await self.pool.close()
+
+    def terminate(self) -> None:
+        """Close every connection now, in use or not."""
+        self.pool.terminate()
+
+    async def _acquire(self, timeout: float | None) -> Any:
+        for _ in range(_ACQUIRE_ATTEMPTS):
+            connection = await self.pool.acquire(timeout=timeout)
+            if await self._is_alive(connection):
+                return connection
+            # A connection that died mid-probe is usually back in the pool
+            # already (asyncpg cleans up on close); otherwise end it here.
+            with suppress(asyncpg.InterfaceError):
+                connection.terminate()
+            with suppress(Exception):
+                await self.pool.release(connection)
+            # Its siblings most likely died with it (a restart, a network
+            # cut): renew them lazily rather than finding out one by one.
+            await self.pool.expire_connections()
+        raise DatabaseUnavailable(
+            f"{_ACQUIRE_ATTEMPTS} connections in a row were dead; the database "
+            "server keeps dropping connections"
+        )
+
+    async def _is_alive(self, connection: Any) -> bool:
+        last_used = self._last_used.get(connection.get_server_pid())
+        if last_used is not None and time.monotonic() - last_used < VALIDATE_AFTER_IDLE:
+            return True
+        try:
+            await connection.execute("SELECT 1", timeout=self.validation_timeout)
+        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            if not (isinstance(error, TimeoutError) or is_connection_lost(error)):
+                raise
+            logger.info("replacing a dead pooled connection (%s: %s)", type(error).__name__, error)
+            return False
+        return True
+
+
+class _Acquisition:
+    """What :meth:`ValidatingPool.acquire` returns: awaitable and a context manager."""
+
+    def __init__(self, pool: ValidatingPool, timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._connection: Any = None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._pool._acquire(self._timeout).__await__()
+
+    async def __aenter__(self) -> Any:
+        self._connection = await self._pool._acquire(self._timeout)
+        return self._connection
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._pool.release(self._connection)
+
+
+# --- Transactions -----------------------------------------------------------
+
+
+class _Transaction(PostgresTransaction):
+    """
+    Piccolo's ``PostgresTransaction``, so that ORM queries find it through
+    ``engine.current_transaction`` and run on its connection, but one that
+    always gives its connection back and resets that context variable, even
+    when ``BEGIN`` or ``ROLLBACK`` fails because the connection died (where
+    Piccolo's would leak the connection and leave the variable set).
+    """
+
+    async def __aenter__(self) -> _Transaction:
+        self._pool = self.engine.pool
+        self.connection = await self.get_connection()
+        self.transaction = self.connection.transaction()
+        try:
+            await self.begin()
+        except BaseException:
+            await self._give_back()
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            if exc is not None:
+                if not self._rolled_back:
+                    try:
+                        await self.rollback()
+                    except Exception as error:  # the original error matters more
+                        logger.debug("rollback failed: %s", error)
+            elif not self._committed and not self._rolled_back:
+                await self.commit()
+        finally:
+            self.engine.current_transaction.reset(self.context)
+            await self._give_back()
+        return False
+
+    async def _give_back(self) -> None:
+        try:
+            if self._pool is not None:
+                await self._pool.release(self.connection)
+            else:
+                await self.connection.close()
+        except Exception as error:  # a dead connection is cleaned up by asyncpg
+            logger.debug("could not return a connection: %s", error)
+
+
+# --- Health -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    """
+    What :func:`check_connection` found.
+
+    :param ok:
+        The server answered and is PostgreSQL 18.1 or newer. Pending
+        migrations do not make it false; check ``pending_migrations``.
+    :param latency_ms:
+        Round trip of a trivial query, in milliseconds.
+    :param server_version:
+        The server's ``server_version``, e.g. ``"18.1"``.
+    :param pending_migrations:
+        Migrations of the registered apps not applied yet, as ``"app:ID"``.
+    :param error:
+        Why ``ok`` is false, in one line.
+    """
+
+    ok: bool
+    latency_ms: float | None = None
+    server_version: str | None = None
+    pending_migrations: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+# --- The API ----------------------------------------------------------------
+
+
+def _one_line(sql: str) -> str:
+    text = " ".join(sql.split())
+    if len(text) > _LOGGED_STATEMENT_LENGTH:
+        return text[: _LOGGED_STATEMENT_LENGTH - 3] + "..."
+    return text
+
+
+class Database:
+    """
+    Pool, queries, transactions and health of one Piccolo ``PostgresEngine``.
+
+    The module-level functions use the engine of ``piccolo_conf``; build
+    one of these for another engine::
+
+        database = Database(ConferenceEngine(url=..., connect_timeout=5))
+        await database.start_pool()
+
+    :param engine:
+        The engine; its ORM tables and this object share the pool and the
+        transaction.
+    :param settings:
+        Pool sizes and the slow-query threshold; default :func:`get_settings`.
+    """
+
+    def __init__(self, engine: PostgresEngine, settings: Settings | None = None) -> None:
+        self.engine = engine
+        self.settings = settings or get_settings()
+
+    @property
+    def url(self) -> str:
+        """The database URL (with its password), as far as the engine knows it."""
+        return str(getattr(self.engine, "url", None) or self.engine.config.get("dsn", ""))
+
+    async def start_pool(self, *, max_size: int | None = None, min_size: int | None = None) -> None:
+        """
+        Open the engine's connection pool, through Piccolo's
+        ``start_connection_pool``. Does nothing if it is open already.
+
+        :param max_size:
+            Most connections; default ``DATABASE_POOL_MAX_SIZE`` (20).
+        :param min_size:
+            Connections opened now and kept when idle; default
+            ``DATABASE_POOL_MIN_SIZE`` (1).
+        """
+        if self.engine.pool is not None:
+            if not isinstance(self.engine.pool, ValidatingPool):
+                self.engine.pool = self._validating(self.engine.pool)  # type: ignore[assignment]
+            return
+        max_size = max_size if max_size is not None else self.settings.database_pool_max_size
+        min_size = min_size if min_size is not None else self.settings.database_pool_min_size
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise ConfigurationError(
+                f"the pool needs 0 <= min_size <= max_size and max_size >= 1; got "
+                f"min_size={min_size}, max_size={max_size} (DATABASE_POOL_MIN_SIZE, "
+                "DATABASE_POOL_MAX_SIZE)"
+            )
+        try:
+            await self.engine.start_connection_pool(min_size=min_size, max_size=max_size)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+            raise DatabaseUnavailable(describe_connection_error(error, self.url)) from error
+        self.engine.pool = self._validating(self.engine.pool)  # type: ignore[assignment]
+        logger.info(
+            "connection pool started: %d to %d connections to %s",
+            min_size,
+            max_size,
+            redact_url(self.url),
+        )
+
+    def _validating(self, pool: Any) -> ValidatingPool:
+        return ValidatingPool(pool, validation_timeout=self.settings.database_connect_timeout)
+
+    async def close_pool(self, timeout: float = 10.0) -> bool:
+        """
+        Close the pool gracefully: new work is refused at once, work in
+        flight may finish for up to ``timeout`` seconds, then whatever is
+        still running is cut off. Returns whether everything finished in
+        time. Does nothing (returns ``True``) without a pool.
+
+        :param timeout:
+            Seconds to wait for connections in use.
+        """
+        pool = self.engine.pool
+        if pool is None:
+            return True
+        in_use = pool.get_size() - pool.get_idle_size()
+        if in_use:
+            logger.info(
+                "closing the connection pool: waiting up to %.1f s for %d connection(s) in use",
+                timeout,
+                in_use,
+            )
+        try:
+            # On timeout wait_for cancels close(), and asyncpg then
+            # terminates every connection.
+            await asyncio.wait_for(pool.close(), timeout)
+            graceful = True
+        except TimeoutError:
+            pool.terminate()
+            logger.warning(
+                "connection pool closed after %.1f s with work still running; it was cut off",
+                timeout,
+            )
+            graceful = False
+        finally:
+            self.engine.pool = None
+        if graceful:
+            logger.info("connection pool closed")
+        return graceful
+
+    async def query(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """
+        Run one statement with positional parameters (``$1``, ``$2`` ...)
+        and return its rows. Inside :meth:`transaction` it runs in that
+        transaction; otherwise on a pooled connection (or a connection of
+        its own when no pool is started).
+
+        Each statement and its duration are logged at DEBUG on the logger
+        ``conference.db``, statements slower than
+        ``DATABASE_SLOW_QUERY_THRESHOLD`` at WARNING. Parameter values are
+        never logged.
+
+        Raises a :class:`~conference.errors.DatabaseError` subclass for
+        errors of the statement, :class:`~conference.errors.DatabaseUnavailable`
+        when the server cannot be reached.
+        """
+        started = time.perf_counter()
+        try:
+            rows = await self._fetch(sql, args)
+        except Exception as error:
+            elapsed = time.perf_counter() - started
+            logger.debug("query failed after %.1f ms: %s", elapsed * 1000, _one_line(sql))
+            translated = translate_error(error, self.url)
+            if translated is None:
+                raise
+            raise translated from error
+        elapsed = time.perf_counter() - started
+        threshold = self.settings.database_slow_query_threshold
+        if elapsed >= threshold:
+            logger.warning(
+                "slow query: %.1f ms (DATABASE_SLOW_QUERY_THRESHOLD is %.1f ms): %s",
+                elapsed * 1000,
+                threshold * 1000,
+                _one_line(sql),
+            )
+        else:
+            logger.debug("query %.1f ms: %s", elapsed * 1000, _one_line(sql))
+        return rows
+
+    async def _fetch(self, sql: str, args: tuple[Any, ...]) -> list[asyncpg.Record]:
+        current = self.engine.current_transaction.get()
+        if current is not None:
+            return list(await current.connection.fetch(sql, *args))
+        if self.engine.pool is not None:
+            async with self.engine.pool.acquire() as connection:
+                return list(await connection.fetch(sql, *args))
+        connection = await self.engine.get_new_connection()
+        try:
+            return list(await connection.fetch(sql, *args))
+        finally:
+            await connection.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTransaction]:
+        """
+        ``async with database.transaction():`` commits when the block ends
+        and rolls back when it raises. :meth:`query` and Piccolo ORM
+        queries inside run in it. Nested, it is a savepoint: an error
+        inside rolls back only the inner block (and propagates).
+
+        Database errors leave it as :class:`~conference.errors.ConferenceError`
+        subclasses (see :func:`translate_error`), ORM ones included.
+        """
+        current = self.engine.current_transaction.get()
+        try:
+            if current is not None:
+                savepoint = await current.savepoint()
+                try:
+                    yield current
+                except BaseException:
+                    with suppress(Exception):  # the connection may be gone
+                        await savepoint.rollback_to()
+                        await savepoint.release()
+                    raise
+                await savepoint.release()
+            else:
+                async with _Transaction(engine=self.engine) as transaction:
+                    yield transaction
+        except Exception as error:
+            translated = translate_error(error, self.url)
+            if translated is None:
+                raise
+            raise translated from error
+
+    async def check_connection(self, deadline: float = 2.0) -> HealthResult:
+        """
+        Ask the server for its version and the migration ledger. Returns
+        within ``deadline`` seconds and never raises: problems are in
+        :attr:`HealthResult.error`. Uses the pool when it is started (so a
+        saturated pool reports unhealthy too).
+
+        :param deadline:
+            Seconds until the answer is due.
+        """
+        probe = asyncio.ensure_future(self._probe())
+        try:
+            done, _ = await asyncio.wait({probe}, timeout=deadline)
+        except asyncio.CancelledError:
+            probe.cancel()
+            raise
+        if probe in done:
+            try:
+                return probe.result()
+            except Exception as error:  # _probe catches everything; belt and braces
+                return HealthResult(ok=False, error=f"{type(error).__name__}: {error}")
+        # Cancel but do not wait: a probe stuck in a socket call may take a
+        # while to unwind, and the deadline is a promise.
+        probe.cancel()
+        probe.add_done_callback(_discard_result)
+        return HealthResult(
+            ok=False,
+            error=f"no answer from {redact_url(self.url)} within {deadline:g} s",
+        )
+
+    async def _probe(self) -> HealthResult:
+        from conference.migrations import pending_on  # migrations imports this module
+
+        version: str | None = None
+        try:
+            async with self._probe_connection() as connection:
+                started = time.perf_counter()
+                version = str(await connection.fetchval("SELECT current_setting('server_version')"))
+                latency_ms = (time.perf_counter() - started) * 1000
+                check_server_version(version, self.url)
+                pending = await pending_on(connection)
+        except Exception as error:
+            return HealthResult(ok=False, server_version=version, error=self._describe(error))
+        return HealthResult(
+            ok=True, latency_ms=latency_ms, server_version=version, pending_migrations=pending
+        )
+
+    def _describe(self, error: Exception) -> str:
+        if isinstance(error, ConferenceError):
+            return str(error)
+        if is_connection_lost(error):
+            return (
+                f"lost the connection to PostgreSQL at {redact_url(self.url)} "
+                f"({type(error).__name__}: {error}); is the server running?"
+            )
+        if isinstance(error, (OSError, TimeoutError, asyncpg.PostgresError)):
+            # Connecting failed: unreachable, unknown database, refused login.
+            return describe_connection_error(error, self.url)
+        return f"{type(error).__name__}: {error}"
+
+    @asynccontextmanager
+    async def _probe_connection(self) -> AsyncIterator[Any]:
+        if self.engine.pool is not None:
+            async with self.engine.pool.acquire() as connection:
+                yield connection
+        else:
+            connection = await self.engine.get_new_connection()
+            try:
+                yield connection
+            finally:
+                await connection.close()
+
+
+def _discard_result(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not warn about it
+
+
+# --- Module-level API: the engine of piccolo_conf ----------------------------
+
+_default: Database | None = None
+
+
+def get_database() -> Database:
+    """
+    The :class:`Database` of the engine in ``piccolo_conf`` (``DB``), the
+    engine Piccolo's tables use.
+    """
+    global _default
+    engine = engine_finder()
+    if _default is not None and _default.engine is engine:
+        return _default
+    if not isinstance(engine, PostgresEngine):
+        raise ConfigurationError(
+            "piccolo_conf.py must define DB as a PostgresEngine (for example "
+            f"conference.engine.create_engine()); found {type(engine).__name__}"
+        )
+    _default = Database(engine)
+    return _default
+
+
+async def start_pool(*, max_size: int | None = None, min_size: int | None = None) -> None:
+    """Open the connection pool; see :meth:`Database.start_pool`."""
+    await get_database().start_pool(max_size=max_size, min_size=min_size)
+
+
+async def close_pool(timeout: float = 10.0) -> bool:
+    """Close the pool gracefully; see :meth:`Database.close_pool`."""
+    return await get_database().close_pool(timeout=timeout)
+
+
+async def query(sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Run one statement with ``$1``-style parameters; see :meth:`Database.query`."""
+    return await get_database().query(sql, *args)
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[PostgresTransaction]:
+    """A transaction (a savepoint when nested); see :meth:`Database.transaction`."""
+    async with get_database().transaction() as current:
+        yield current
+
+
+async def check_connection(deadline: float = 2.0) -> HealthResult:
+    """Health within ``deadline`` seconds, never raising; see :meth:`Database.check_connection`."""
+    try:
+        database = get_database()
+    except Exception as error:
+        return HealthResult(ok=False, error=f"{type(error).__name__}: {error}")
+    return await database.check_connection(deadline=deadline)
