@@ -10,7 +10,9 @@ Example::
     async with db.transaction():  # ORM calls inside take part
         meeting = Meeting(room_name="standup")
         await meeting.save()
-        await db.query("UPDATE meetings SET ended_at = now() WHERE id = $1", meeting.id)
+        await db.query(
+            "INSERT INTO participants (meeting_id, identity) VALUES ($1, $2)", meeting.id, "alice"
+        )
     health = await db.check_connection(deadline=2.0)
     await db.close_pool(timeout=10)
 

@@ -19,12 +19,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from conference.engine import database_name, with_database
 from conference.errors import MigrationError, MigrationLockTimeout
 from conference.migrations import (
     APPLICATION_NAME,
@@ -36,6 +38,7 @@ from conference.migrations import (
     verify,
 )
 from conference.settings import Settings
+from tests import support
 from tests.support import PICCOLO, ROOT, catalog_snapshot
 
 FIRST = "2030-01-01T00:00:00:000001"
@@ -175,7 +178,46 @@ class ScratchProject:
 
 @pytest.fixture
 def scratch(tmp_path: Path, fresh_database_url: str) -> ScratchProject:
+    """A scratch project on an empty database."""
     return ScratchProject(tmp_path / "project", fresh_database_url)
+
+
+@pytest.fixture(scope="module")
+async def migrated_template(
+    server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A database that ``piccolo conference migrate`` brought up to date, once."""
+    url = await support.create_database(server_url, prefix="conference_template")
+    ScratchProject(tmp_path_factory.mktemp("template") / "project", url).migrate()
+    yield url
+    await support.drop_database(server_url, url)
+
+
+@pytest.fixture
+async def migrated(
+    server_url: str, migrated_template: str, tmp_path: Path
+) -> AsyncIterator[ScratchProject]:
+    """
+    A scratch project whose migrations are all applied (a copy of
+    :func:`migrated_template`, which is quicker than migrating again).
+    """
+    name = f"conference_test_{uuid.uuid4().hex[:12]}"
+    template = database_name(migrated_template)
+    admin = await asyncpg.connect(server_url)
+    try:
+        for attempt in range(50):
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                break
+            except asyncpg.ObjectInUseError:  # the migrating process is still leaving
+                if attempt == 49:
+                    raise
+                await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+    url = with_database(server_url, name)
+    yield ScratchProject(tmp_path / "project", url)
+    await support.drop_database(server_url, url)
 
 
 async def _ledger(database_url: str) -> list[tuple[str, str]]:
@@ -275,36 +317,35 @@ async def test_eight_processes_migrating_at_once_apply_each_migration_exactly_on
 
 
 async def test_a_migration_failing_halfway_leaves_schema_and_ledger_as_they_were(
-    scratch: ScratchProject,
+    migrated: ScratchProject,
 ) -> None:
-    scratch.migrate()
-    schema = await catalog_snapshot(scratch.database_url)
-    ledger = await _ledger(scratch.database_url)
-    checksums = await _checksum_rows(scratch.database_url)
+    schema = await catalog_snapshot(migrated.database_url)
+    ledger = await _ledger(migrated.database_url)
+    checksums = await _checksum_rows(migrated.database_url)
 
     statements = [
         "CREATE TABLE scratch_widgets (id int PRIMARY KEY)",
         "INSERT INTO scratch_widgets VALUES (1)",
         "ALTER TABLE scratch_gadgets ADD COLUMN colour text",
     ]
-    scratch.write_migration(SECOND, "widgets", [*statements, "SELECT 1 / 0"])
-    failed = scratch.piccolo("conference", "migrate")
+    migrated.write_migration(SECOND, "widgets", [*statements, "SELECT 1 / 0"])
+    failed = migrated.piccolo("conference", "migrate")
 
     assert failed.returncode == 1
     assert f"conference: error: migration scratch:{SECOND}" in failed.stderr
     assert "failed and was rolled back, with its ledger row" in failed.stderr
     assert "division by zero" in failed.stderr
-    assert await catalog_snapshot(scratch.database_url) == schema
-    assert await _ledger(scratch.database_url) == ledger
-    assert await _checksum_rows(scratch.database_url) == checksums
+    assert await catalog_snapshot(migrated.database_url) == schema
+    assert await _ledger(migrated.database_url) == ledger
+    assert await _checksum_rows(migrated.database_url) == checksums
 
-    scratch.write_migration(SECOND, "widgets", statements)
-    fixed = scratch.migrate("--verbose")
+    migrated.write_migration(SECOND, "widgets", statements)
+    fixed = migrated.migrate("--verbose")
 
     assert f"applied scratch:{SECOND} (widgets)" in fixed.stdout
     assert "CREATE TABLE scratch_widgets (id int PRIMARY KEY)" in fixed.stdout
-    assert await _fetchval(scratch.database_url, "SELECT count(*) FROM scratch_widgets") == 1
-    assert ("scratch", SECOND) in await _ledger(scratch.database_url)
+    assert await _fetchval(migrated.database_url, "SELECT count(*) FROM scratch_widgets") == 1
+    assert ("scratch", SECOND) in await _ledger(migrated.database_url)
 
 
 async def _wait_for(database_url: str, sql: str, timeout: float) -> float:
@@ -317,21 +358,20 @@ async def _wait_for(database_url: str, sql: str, timeout: float) -> float:
 
 
 async def test_a_runner_killed_mid_migration_leaves_the_database_consistent(
-    scratch: ScratchProject,
+    migrated: ScratchProject,
 ) -> None:
-    scratch.migrate()
-    schema = await catalog_snapshot(scratch.database_url)
-    ledger = await _ledger(scratch.database_url)
-    scratch.write_migration(
+    schema = await catalog_snapshot(migrated.database_url)
+    ledger = await _ledger(migrated.database_url)
+    migrated.write_migration(
         SECOND,
         "slow",
         ["CREATE TABLE scratch_slow (id int)", "INSERT INTO scratch_slow VALUES (1)"],
     )
 
-    runner = scratch.start("conference", "migrate", SCRATCH_SLEEP="1")
+    runner = migrated.start("conference", "migrate", SCRATCH_SLEEP="1")
     try:
         await _wait_for(
-            scratch.database_url,
+            migrated.database_url,
             "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%'"
             " AND pid <> pg_backend_pid())",
             timeout=120,
@@ -344,37 +384,36 @@ async def test_a_runner_killed_mid_migration_leaves_the_database_consistent(
     # rolls its transaction back and frees the lock: in seconds, not after
     # the 600 s sleep.
     await _wait_for(
-        scratch.database_url,
+        migrated.database_url,
         "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = $1)".replace(
             "$1", f"'{APPLICATION_NAME}'"
         ),
         timeout=60,
     )
-    assert await catalog_snapshot(scratch.database_url) == schema
-    assert await _ledger(scratch.database_url) == ledger
+    assert await catalog_snapshot(migrated.database_url) == schema
+    assert await _ledger(migrated.database_url) == ledger
 
-    finished = scratch.migrate()
+    finished = migrated.migrate()
 
     assert f"applied scratch:{SECOND} (slow)" in finished.stdout
-    assert await _fetchval(scratch.database_url, "SELECT count(*) FROM scratch_slow") == 1
-    assert (await _ledger(scratch.database_url)).count(("scratch", SECOND)) == 1
+    assert await _fetchval(migrated.database_url, "SELECT count(*) FROM scratch_slow") == 1
+    assert (await _ledger(migrated.database_url)).count(("scratch", SECOND)) == 1
 
 
 async def test_a_migration_blocked_by_a_long_transaction_gives_up_after_lock_timeout(
-    scratch: ScratchProject,
+    migrated: ScratchProject,
 ) -> None:
-    scratch.migrate()
-    scratch.write_migration(
+    migrated.write_migration(
         SECOND, "colour", ["ALTER TABLE scratch_gadgets ADD COLUMN colour text"]
     )
-    blocker = await asyncpg.connect(scratch.database_url)
+    blocker = await asyncpg.connect(migrated.database_url)
     try:
         transaction = blocker.transaction()
         await transaction.start()
         await blocker.fetch("SELECT * FROM scratch_gadgets")  # holds ACCESS SHARE
 
         started = time.monotonic()
-        blocked = scratch.piccolo("conference", "migrate", MIGRATION_LOCK_TIMEOUT="0.5")
+        blocked = migrated.piccolo("conference", "migrate", MIGRATION_LOCK_TIMEOUT="0.5")
         elapsed = time.monotonic() - started
         await transaction.rollback()
     finally:
@@ -384,9 +423,9 @@ async def test_a_migration_blocked_by_a_long_transaction_gives_up_after_lock_tim
     assert "lock timeout" in blocked.stderr
     assert "MIGRATION_LOCK_TIMEOUT (0.5 s)" in blocked.stderr
     assert elapsed < 60  # far from waiting for the transaction
-    assert ("scratch", SECOND) not in await _ledger(scratch.database_url)
-    scratch.migrate()
-    assert ("scratch", SECOND) in await _ledger(scratch.database_url)
+    assert ("scratch", SECOND) not in await _ledger(migrated.database_url)
+    migrated.migrate()
+    assert ("scratch", SECOND) in await _ledger(migrated.database_url)
 
 
 async def test_a_runner_gives_up_waiting_for_the_migration_lock_with_a_clear_error(
@@ -484,18 +523,16 @@ async def test_status_exits_non_zero_when_the_database_is_unreachable(
 # --- verify -----------------------------------------------------------------
 
 
-async def test_verify_passes_on_a_clean_tree(scratch: ScratchProject) -> None:
-    scratch.migrate()
-    result = scratch.piccolo("conference", "verify")
+async def test_verify_passes_on_a_clean_tree(migrated: ScratchProject) -> None:
+    result = migrated.piccolo("conference", "verify")
     assert result.returncode == 0, result.stderr
     assert "ok: no pending migrations" in result.stdout
 
 
-async def test_verify_fails_for_a_pending_migration(scratch: ScratchProject) -> None:
-    scratch.migrate()
-    scratch.write_migration(SECOND, "later", ["SELECT 1"])
+async def test_verify_fails_for_a_pending_migration(migrated: ScratchProject) -> None:
+    migrated.write_migration(SECOND, "later", ["SELECT 1"])
 
-    result = scratch.piccolo("conference", "verify")
+    result = migrated.piccolo("conference", "verify")
 
     assert result.returncode == 1
     assert f"FAIL: pending migration scratch:{SECOND}" in result.stderr
@@ -503,10 +540,9 @@ async def test_verify_fails_for_a_pending_migration(scratch: ScratchProject) -> 
 
 
 async def test_verify_fails_for_a_model_change_without_a_migration(
-    scratch: ScratchProject,
+    migrated: ScratchProject,
 ) -> None:
-    scratch.migrate()
-    (scratch.root / "scratch" / "tables.py").write_text(
+    (migrated.root / "scratch" / "tables.py").write_text(
         textwrap.dedent(
             """
             from piccolo.columns import Varchar
@@ -522,7 +558,7 @@ async def test_verify_fails_for_a_model_change_without_a_migration(
         )
     )
 
-    result = scratch.piccolo("conference", "verify")
+    result = migrated.piccolo("conference", "verify")
 
     assert result.returncode == 1
     assert "FAIL: the tables of app 'scratch' differ from its migrations" in result.stderr
@@ -531,13 +567,12 @@ async def test_verify_fails_for_a_model_change_without_a_migration(
 
 
 async def test_verify_fails_for_an_applied_migration_edited_since_it_ran(
-    scratch: ScratchProject,
+    migrated: ScratchProject,
 ) -> None:
-    scratch.migrate()
-    path = scratch.migration_path(FIRST)
+    path = migrated.migration_path(FIRST)
     path.write_text(path.read_text() + "# a harmless-looking edit\n")
 
-    result = scratch.piccolo("conference", "verify")
+    result = migrated.piccolo("conference", "verify")
 
     assert result.returncode == 1
     assert f"FAIL: applied migration scratch:{FIRST} ({path}) changed since it ran" in (
