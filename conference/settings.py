@@ -113,6 +113,28 @@ class Settings(BaseSettings):
     app_host: str = Field(default="127.0.0.1", description="Where `make run` listens.")
     app_port: int = Field(default=8000, description="Port `make run` listens on.")
 
+    # --- LiveKit webhooks (conference/webhooks/) ---------------------------
+    livekit_api_key: str | None = Field(
+        default=None,
+        description="The LiveKit API key webhooks are signed with (the token's iss).",
+    )
+    livekit_api_secret: SecretStr | None = Field(
+        default=None, description="The secret of LIVEKIT_API_KEY."
+    )
+    livekit_webhook_keys: SecretStr | None = Field(
+        default=None,
+        description=(
+            "More key pairs webhooks may be signed with, for key rotation: "
+            "'key1:secret1,key2:secret2'. Accepted together with LIVEKIT_API_KEY. "
+            "No key at all: every webhook is refused."
+        ),
+    )
+    livekit_webhook_max_body_bytes: int = Field(
+        default=1_048_576,
+        gt=0,
+        description="Largest webhook body accepted, in bytes; larger ones get 413.",
+    )
+
     @property
     def production(self) -> bool:
         """Whether this is a production deployment."""

@@ -1,0 +1,44 @@
+"""
+The real application plus two reference routes, for
+:mod:`benchmarks.webhooks`: the same server, middleware and uvicorn worker,
+so the only difference between the routes is the work they do.
+
+- ``POST /bench/bare``: reads the body, answers 200; the HTTP floor.
+- ``POST /bench/verify``: the webhook's work without the database
+  (signature, parse, mapping).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from conference.app import create_app
+from conference.settings import get_settings
+from conference.webhooks.mapping import changes_for
+from conference.webhooks.verification import WebhookVerifier, webhook_keys
+
+_verifier = WebhookVerifier(webhook_keys(get_settings()))
+
+
+async def bare(request: Request) -> JSONResponse:
+    """Read the body, answer 200."""
+    await request.body()
+    return JSONResponse({"status": "ok"})
+
+
+async def verify(request: Request) -> JSONResponse:
+    """Verify and map the webhook, write nothing."""
+    event = _verifier.verify(await request.body(), request.headers.get("authorization"))
+    changes = changes_for(event, received_at=datetime.now(UTC))
+    return JSONResponse({"status": "verified", "id": changes.event_id})
+
+
+app = create_app()
+app.router.routes[0:0] = [
+    Route("/bench/bare", bare, methods=["POST"]),
+    Route("/bench/verify", verify, methods=["POST"]),
+]
