@@ -308,7 +308,7 @@ async def test_a_stopped_server_is_reported_within_the_deadline_and_the_same_poo
         health = await database.check_connection(deadline=2)
         elapsed = time.monotonic() - started
 
-        assert elapsed < 2.5
+        assert elapsed < 3.0  # the deadline, plus slack for a loaded machine
         assert health == HealthResult(ok=False, error=health.error)
         assert health.error and "PostgreSQL at" in health.error
         with pytest.raises(DatabaseUnavailable):

@@ -400,7 +400,7 @@ async def test_a_runner_killed_mid_migration_leaves_the_database_consistent(
     assert (await _ledger(migrated.database_url)).count(("scratch", SECOND)) == 1
 
 
-async def test_a_migration_blocked_by_a_long_transaction_gives_up_after_lock_timeout(
+async def test_migrations_give_up_after_lock_timeout_and_statement_timeout(
     migrated: ScratchProject,
 ) -> None:
     migrated.write_migration(
@@ -424,6 +424,16 @@ async def test_a_migration_blocked_by_a_long_transaction_gives_up_after_lock_tim
     assert "MIGRATION_LOCK_TIMEOUT (0.5 s)" in blocked.stderr
     assert elapsed < 60  # far from waiting for the transaction
     assert ("scratch", SECOND) not in await _ledger(migrated.database_url)
+
+    # The same migration, now with a 600 s sleep in it (SCRATCH_SLEEP).
+    too_long = migrated.piccolo(
+        "conference", "migrate", MIGRATION_STATEMENT_TIMEOUT="0.5", SCRATCH_SLEEP="1"
+    )
+    assert too_long.returncode == 1
+    assert "statement timeout" in too_long.stderr
+    assert "MIGRATION_STATEMENT_TIMEOUT (0.5 s)" in too_long.stderr
+    assert ("scratch", SECOND) not in await _ledger(migrated.database_url)
+
     migrated.migrate()
     assert ("scratch", SECOND) in await _ledger(migrated.database_url)
 
