@@ -660,7 +660,13 @@ def get_database() -> Database:
     engine Piccolo's tables use.
     """
     global _default
-    engine = engine_finder()
+    try:
+        engine = engine_finder()
+    except ModuleNotFoundError as error:
+        raise ConfigurationError(
+            f"cannot import Piccolo's configuration ({error}); run from the directory of "
+            "piccolo_conf.py, or set PICCOLO_CONF to an importable module that defines DB"
+        ) from error
     if _default is not None and _default.engine is engine:
         return _default
     if not isinstance(engine, PostgresEngine):

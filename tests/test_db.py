@@ -22,6 +22,7 @@ from conference.db import Database, HealthResult
 from conference.engine import ConferenceEngine, parse_server_version
 from conference.errors import (
     CheckViolation,
+    ConfigurationError,
     DatabaseUnavailable,
     ForeignKeyViolation,
     NotNullViolation,
@@ -259,6 +260,14 @@ async def test_closing_the_pool_cuts_off_work_that_outlasts_the_timeout(
     with pytest.raises(DatabaseUnavailable):
         await worker
     assert await _room_names(connection) == []
+
+
+def test_without_an_importable_piccolo_conf_the_error_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PICCOLO_CONF", "no_such_piccolo_conf")
+    with pytest.raises(ConfigurationError, match=r"run from the directory of piccolo_conf\.py"):
+        db.get_database()
 
 
 # --- Health -------------------------------------------------------------------
