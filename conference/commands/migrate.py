@@ -40,9 +40,11 @@ def format_result(result: MigrationRunResult, verbose: bool = False) -> str:
     if result.lock_wait_ms >= 1000:
         lines.append(f"waited {result.lock_wait_ms / 1000:.1f} s for another process's migrations")
     for step in result.migrations:
-        lines.append(f"applied {step.name} ({step.description}) in {step.duration_ms or 0:.0f} ms")
+        described = f" ({step.description})" if step.description else ""
+        lines.append(f"applied {step.name}{described} in {step.duration_ms or 0:.0f} ms")
         if verbose:
-            lines.extend(f"    {statement}" for statement in step.statements)
+            for statement in step.statements:
+                lines.extend(f"    {line}" for line in statement.splitlines())
     if result.migrations:
         lines.append(f"{len(result.migrations)} migration(s) in {result.duration_ms:.0f} ms")
     else:
