@@ -82,12 +82,19 @@ def stop(data_dir: Path) -> bool:
     if running_server(data_dir) is None:
         return False
     owner = _server_os_user(data_dir)
-    subprocess.run(
+    result = subprocess.run(
         [str(BIN_DIR / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"],
-        check=True,
         capture_output=True,
+        text=True,
         user=owner,
     )
+    # A concurrent stop (another process, or the server shutting down on
+    # its own) makes pg_ctl fail although the goal is reached.
+    if result.returncode != 0 and running_server(data_dir) is not None:
+        raise EmbeddedServerError(
+            f"could not stop the embedded PostgreSQL in {data_dir}: "
+            f"{(result.stderr or result.stdout).strip()}"
+        )
     # The wheel caches one handle per data directory and process: release
     # it the way its exit hook would, so that a later start() in this
     # process really starts the server again.
