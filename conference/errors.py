@@ -100,6 +100,18 @@ class EmbeddedServerError(ConferenceError):
     """The embedded PostgreSQL server could not be initialised or started."""
 
 
+class ProductionDatabaseError(ConferenceError):
+    """
+    Refused to wipe or fill a database that looks like production (its name
+    contains ``prod``, or ``CONFERENCE_ENV=production``); ``--force``
+    overrides.
+    """
+
+
+class DatabaseNotEmpty(ConferenceError):
+    """The conference tables hold rows that an operation would collide with."""
+
+
 def install_cli_excepthook() -> None:
     """
     Print an uncaught :class:`ConferenceError` as one line instead of a

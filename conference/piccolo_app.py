@@ -10,7 +10,9 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig, Command
 
+from conference.commands.generate import generate
 from conference.commands.migrate import migrate
+from conference.commands.seed import seed
 from conference.commands.status import status
 from conference.commands.verify import verify
 from conference.tables import TABLES
@@ -24,5 +26,7 @@ APP_CONFIG = AppConfig(
         Command(migrate),
         Command(status),
         Command(verify),
+        Command(seed),
+        Command(generate),
     ],
 )
