@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 .PHONY: run test lint stop clean help
 
 help:
-	@echo "make run    migrate the database (embedded PostgreSQL 18 unless DATABASE_URL)"
+	@echo "make run    migrate, seed, and serve the admin on http://127.0.0.1:8000/admin/"
 	@echo "make test   run the whole test suite on a separate test database"
 	@echo "make lint   ruff and mypy"
 	@echo "make stop   stop the embedded PostgreSQL servers"
@@ -24,8 +24,7 @@ $(INSTALLED): pyproject.toml
 	@touch $@
 
 run: $(INSTALLED)
-	$(BIN)/piccolo migrations forwards all
-	$(BIN)/piccolo migrations check
+	$(BIN)/python -m conference run
 
 test: $(INSTALLED)
 	$(BIN)/pytest

@@ -12,6 +12,8 @@ from piccolo.conf.apps import AppConfig, Command
 
 from conference.commands.generate import generate
 from conference.commands.migrate import migrate
+from conference.commands.replay import replay
+from conference.commands.run import run
 from conference.commands.seed import seed
 from conference.commands.status import status
 from conference.commands.verify import verify
@@ -23,7 +25,9 @@ APP_CONFIG = AppConfig(
     table_classes=list(TABLES),
     migration_dependencies=[],
     commands=[
+        Command(run),
         Command(migrate),
+        Command(replay),
         Command(status),
         Command(verify),
         Command(seed),

@@ -135,3 +135,99 @@ def conference_migration_ids() -> list[str]:
         APP_CONFIG.resolved_migrations_folder_path
     )
     return sorted(modules)
+
+
+# --- A real uvicorn serving the app -----------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """
+    ``uvicorn conference.app:app`` in a subprocess on a free port, as an
+    operator would run it, against ``database_url``; with ``via_run``,
+    ``piccolo conference run`` (what ``make run`` starts) instead.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        env: dict[str, str] | None = None,
+        app: str = "conference.app:app",
+        state_dir: Path | None = None,
+        via_run: bool = False,
+    ) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"uvicorn-{self.port}.log"
+        environment = {**os.environ, "DATABASE_URL": database_url, **(env or {})}
+        if state_dir is not None:
+            environment["CONFERENCE_STATE_DIR"] = str(state_dir)
+        if via_run:
+            # The `make run` path: migrate, admin user, then uvicorn.
+            command = [
+                PICCOLO,
+                "conference",
+                "run",
+                "--seed=false",
+                f"--app={app}",
+                "--host=127.0.0.1",
+                f"--port={self.port}",
+            ]
+        else:
+            command = [
+                sys.executable, "-m", "uvicorn", app,
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--timeout-graceful-shutdown", "10",
+            ]  # fmt: skip
+        self._log = self.log_path.open("w+")
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_until_serving(self, timeout: float = 60.0) -> None:
+        """Block until ``/healthz`` answers; fail with the server's log."""
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"uvicorn exited {self.process.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"uvicorn did not start within {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        """Everything the server logged so far."""
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as a process manager would; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+        self.log_path.unlink(missing_ok=True)

@@ -1,0 +1,100 @@
+"""
+The ``conference`` ASGI application: piccolo-admin at ``/admin/``, health
+endpoints, and a lifespan that owns the connection pool.
+
+Serve it with ``uvicorn conference.app:app`` (what ``make run`` does), or
+build one with :func:`create_app` and mount it, or just
+:func:`conference.admin.create_admin_app`, in a larger ASGI service.
+Importing this module connects to nothing: the pool starts in the lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route
+
+from conference import db
+from conference.admin import check_production_settings, create_admin_app
+from conference.migrations import auto_migrate
+from conference.settings import Settings, get_settings
+from conference.webhooks import webhook_routes
+
+logger = logging.getLogger(__name__)
+
+#: How long /readyz waits for the database before answering 503.
+READINESS_DEADLINE_SECONDS = 2.0
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness: the process answers. Never touches the database."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """
+    Readiness: the database answers within the deadline and no migration is
+    pending. 503 with the reason otherwise, so a load balancer stops sending
+    traffic until it recovers.
+    """
+    health = await db.check_connection(deadline=READINESS_DEADLINE_SECONDS)
+    body = {
+        "status": "ready",
+        "server_version": health.server_version,
+        "latency_ms": health.latency_ms,
+        "pending_migrations": health.pending_migrations,
+    }
+    if not health.ok:
+        body.update(status="unavailable", reason=health.error or "database unavailable")
+        return JSONResponse(body, status_code=503)
+    if health.pending_migrations:
+        body.update(
+            status="unavailable",
+            reason=f"{len(health.pending_migrations)} migration(s) pending",
+        )
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """
+    Build the application. A production configuration is checked here, so a
+    bad one fails before the server binds its port.
+    """
+    settings = settings or get_settings()
+    check_production_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await db.start_pool()
+        try:
+            if settings.auto_migrate_enabled:
+                await auto_migrate()
+            yield
+        finally:
+            # uvicorn has already let in-flight requests finish; close_pool
+            # waits for queries still holding connections, up to its timeout.
+            await db.close_pool()
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *webhook_routes(settings),
+        Mount("/admin/", create_admin_app(settings)),
+    ]
+    middleware = []
+    if settings.allowed_host_list:
+        middleware.append(
+            Middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_host_list)
+        )
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+app = create_app()

@@ -1,0 +1,141 @@
+"""
+piccolo-admin in a real headless Chromium (Debian's ``chromium``, driven by
+Playwright), against uvicorn and a seeded PostgreSQL 18.
+
+Outside CI these tests skip, saying why, when no Chromium is installed;
+under ``CI=true`` a missing browser fails them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+import pytest
+from conference.seed import seed
+from piccolo.apps.user.tables import BaseUser
+
+from tests.support import LiveServer
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # the suite runs as root in CI
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # The machine has no network but loopback: keep Chromium from trying.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+USERNAME, PASSWORD = "browser-admin", "browser-test-password-123"
+
+
+def chromium_path() -> str:
+    found = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+    if found:
+        return found
+    reason = "no Chromium found (install Debian's chromium or set CHROMIUM_PATH)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run the browser tests")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+async def seeded(connection: asyncpg.Connection) -> asyncpg.Connection:
+    """The session database with the development seed and an admin user."""
+    await seed(force=True)
+    if not await BaseUser.exists().where(BaseUser.username == USERNAME):
+        await BaseUser.create_user(
+            username=USERNAME, password=PASSWORD, admin=True, superuser=True, active=True
+        )
+    return connection
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    live = LiveServer(database_url, state_dir=tmp_path)
+    live.wait_until_serving()
+    yield live
+    live.close()
+
+
+@contextmanager
+def browser_page(executable: str):
+    """A fresh headless Chromium page (sync API: use it from one thread)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(15_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def _log_in(page, server: LiveServer) -> None:
+    page.goto(f"{server.base_url}/admin/")
+    page.fill("input[name=username]", USERNAME)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("[data-uitest=login_button]")
+    page.wait_for_selector("#nav")
+
+
+async def test_admin_shows_meetings_their_participants_and_saves_metadata(
+    seeded: asyncpg.Connection, server: LiveServer
+) -> None:
+    executable = chromium_path()
+    meetings = await seeded.fetch("SELECT id, room_name FROM meetings ORDER BY created_at")
+    assert len(meetings) == 3
+    busiest = await seeded.fetchrow(
+        "SELECT m.id, m.room_name, array_agg(p.identity) AS identities "
+        "FROM meetings m JOIN participants p ON p.meeting_id = m.id "
+        "GROUP BY m.id, m.room_name ORDER BY count(*) DESC LIMIT 1"
+    )
+    others = await seeded.fetch(
+        "SELECT identity FROM participants WHERE meeting_id <> $1", busiest["id"]
+    )
+    only_elsewhere = {r["identity"] for r in others} - set(busiest["identities"])
+
+    # Playwright's sync API runs its own event loop: drive it from a thread.
+    def browse() -> None:
+        with browser_page(executable) as page:
+            _browse(page)
+
+    def _browse(page) -> None:
+        _log_in(page, server)
+        page.goto(f"{server.base_url}/admin/#/meetings")
+        for meeting in meetings:
+            page.get_by_role("link", name=meeting["room_name"], exact=True).wait_for()
+
+        # Open the busiest meeting, then its participants through the
+        # "referencing tables" links piccolo-admin shows on a row.
+        page.get_by_role("link", name=busiest["room_name"], exact=True).click()
+        page.wait_for_selector("textarea[name=metadata]")
+        page.get_by_text("Show referencing tables").click()
+        page.get_by_role("link", name="participants with a matching meeting_id").click()
+        for identity in busiest["identities"]:
+            page.get_by_role("link", name=identity, exact=True).wait_for()
+        for identity in only_elsewhere:
+            assert page.get_by_role("link", name=identity, exact=True).count() == 0
+
+        page.goto(f"{server.base_url}/admin/#/meetings/{busiest['id']}/")
+        editor = page.locator("textarea[name=metadata]")
+        editor.wait_for()
+        editor.fill(json.dumps({"topic": "edited in the browser", "priority": 2}))
+        page.click("[data-uitest=save_button]")
+        page.get_by_text("Successfully saved").wait_for()
+
+    await asyncio.to_thread(browse)
+
+    saved = await seeded.fetchval("SELECT metadata FROM meetings WHERE id = $1", busiest["id"])
+    assert json.loads(saved) == {"topic": "edited in the browser", "priority": 2}
