@@ -445,6 +445,10 @@ class Database:
             max_size,
             redact_url(self.url),
         )
+        for replica in self.engine.extra_nodes.values():
+            # Replicas connect on first use (min_size=0): one that is down
+            # now must not keep the primary from serving.
+            await Database(replica, self.settings).start_pool(max_size=max_size, min_size=0)
 
     def _validating(self, pool: Any) -> ValidatingPool:
         return ValidatingPool(pool, validation_timeout=self.settings.database_connect_timeout)
@@ -459,6 +463,8 @@ class Database:
         :param timeout:
             Seconds to wait for connections in use.
         """
+        for replica in self.engine.extra_nodes.values():
+            await Database(replica, self.settings).close_pool(timeout=timeout)
         pool = self.engine.pool
         if pool is None:
             return True

@@ -52,29 +52,39 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def validate_database_url(url: str) -> str:
+def validate_database_url(url: str, setting: str = "DATABASE_URL") -> str:
     """
     Check that ``url`` is a usable PostgreSQL URL naming a database, and
     return it. Raises :class:`ConfigurationError` with the reason otherwise.
+
+    :param setting:
+        The setting ``url`` came from, named in the error.
     """
     example = "postgresql://user:password@host:5432/livekit_conference"
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018 - parsing the port validates it
     except ValueError as error:
-        raise ConfigurationError(
-            f"DATABASE_URL is malformed ({error}); expected {example}"
-        ) from error
+        raise ConfigurationError(f"{setting} is malformed ({error}); expected {example}") from error
     if parts.scheme not in ("postgres", "postgresql"):
         raise ConfigurationError(
-            f"DATABASE_URL must start with postgresql://, got "
-            f"{redact_url(url)!r}; expected {example}"
+            f"{setting} must start with postgresql://, got {redact_url(url)!r}; expected {example}"
         )
     if not unquote(parts.path.lstrip("/")):
         raise ConfigurationError(
-            f"DATABASE_URL names no database: {redact_url(url)}; expected {example}"
+            f"{setting} names no database: {redact_url(url)}; expected {example}"
         )
     return url.strip()
+
+
+def replica_urls(settings: Settings | None = None) -> list[str]:
+    """The URLs of ``DATABASE_REPLICA_URLS``, each validated, in order."""
+    settings = settings or get_settings()
+    return [
+        validate_database_url(url, "DATABASE_REPLICA_URLS")
+        for url in settings.database_replica_urls.split(",")
+        if url.strip()
+    ]
 
 
 def database_name(url: str) -> str:
@@ -233,12 +243,33 @@ class ConferenceEngine(PostgresEngine):
             await connection.close()
 
 
+class ReplicaEngine(ConferenceEngine):
+    """
+    A streaming replica of the primary, one of its Piccolo ``extra_nodes``
+    (see :mod:`conference.replicas`). Unlike the primary, a replica that
+    cannot be reached when the engine is built stops nothing: it is logged,
+    and its reads go to the primary until it answers.
+    """
+
+    async def check_version(self) -> None:  # type: ignore[override]
+        try:
+            await super().check_version()
+        except DatabaseUnavailable as error:
+            logger.warning("replica unreachable, its reads go to the primary: %s", error)
+
+
 def create_engine(settings: Settings | None = None) -> ConferenceEngine:
     """
     Build the engine for the configured database: resolve ``DATABASE_URL``
     or start the embedded server, then check that the server is reachable
-    and new enough.
+    and new enough. Each of ``DATABASE_REPLICA_URLS`` becomes an extra node
+    (``replica_1``, ``replica_2`` ...) for :mod:`conference.replicas`.
     """
     settings = settings or get_settings()
     url = resolve_database_url(settings)
-    return ConferenceEngine(url=url, connect_timeout=settings.database_connect_timeout)
+    timeout = settings.database_connect_timeout
+    replicas = {
+        f"replica_{number}": ReplicaEngine(url=replica_url, connect_timeout=timeout)
+        for number, replica_url in enumerate(replica_urls(settings), start=1)
+    }
+    return ConferenceEngine(url=url, connect_timeout=timeout, extra_nodes=replicas)

@@ -60,6 +60,21 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds after which conference.db.query() logs a statement as slow.",
     )
+    database_replica_urls: str = Field(
+        default="",
+        description=(
+            "Comma-separated postgresql:// URLs of streaming replicas of DATABASE_URL "
+            "(conference/replicas.py). Lag-tolerant reads may run there; writes never do."
+        ),
+    )
+    database_replica_max_lag: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Seconds a replica may trail the primary before its reads go to the "
+            "primary instead (with a warning)."
+        ),
+    )
     migration_lock_wait: float = Field(
         default=300.0,
         gt=0,

@@ -19,6 +19,7 @@ from piccolo.utils.sync import run_sync
 
 from conference import embedded
 from tests import support
+from tests.replication import StreamingReplica
 
 _state: dict[str, str] = {}
 
@@ -110,3 +111,22 @@ async def stoppable_database_url(stoppable_server: StoppableServer) -> AsyncIter
     yield url
     stoppable_server.start()
     await support.drop_database(stoppable_server.server_url, url)
+
+
+@pytest.fixture(scope="session")
+async def streaming_replica(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[StreamingReplica]:
+    """
+    A primary cluster of its own with a migrated database and a streaming
+    replica of it (``pg_basebackup -R``); both stopped at the end of the
+    session. Tests that stop the replica or pause its replay undo that.
+    """
+    pair = StreamingReplica(tmp_path_factory.mktemp("replication"))
+    try:
+        pair.database_url = await support.create_database(pair.server_url)
+        support.run_piccolo(["migrations", "forwards", "all"], pair.database_url)
+        pair.create_replica()
+        yield pair
+    finally:
+        pair.close()
