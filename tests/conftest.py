@@ -10,6 +10,8 @@ see ``tests/support.py``) and points ``DATABASE_URL`` at it, so that
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -93,9 +95,22 @@ class StoppableServer:
 
 
 @pytest.fixture(scope="session")
-def stoppable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppableServer]:
+def cluster_root() -> Iterator[Path]:
+    """
+    A directory for the suite's extra PostgreSQL clusters, removed at the
+    end. Not under pytest's tmp_path: pytest resets /tmp/pytest-of-USER to
+    mode 0700 whenever a session starts, which locks out the OS user the
+    clusters run as (root runs them as ``embedded_postgres``).
+    """
+    root = Path(tempfile.mkdtemp(prefix="conference-test-clusters-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stoppable_server(cluster_root: Path) -> Iterator[StoppableServer]:
     """A separate cluster for outage tests; stopped at the end of the session."""
-    server = StoppableServer(tmp_path_factory.mktemp("stoppable") / "pgdata")
+    server = StoppableServer(cluster_root / "stoppable" / "pgdata")
     yield server
     server.stop()
 
@@ -114,15 +129,14 @@ async def stoppable_database_url(stoppable_server: StoppableServer) -> AsyncIter
 
 
 @pytest.fixture(scope="session")
-async def streaming_replica(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[StreamingReplica]:
+async def streaming_replica(cluster_root: Path) -> AsyncIterator[StreamingReplica]:
     """
     A primary cluster of its own with a migrated database and a streaming
     replica of it (``pg_basebackup -R``); both stopped at the end of the
     session. Tests that stop the replica or pause its replay undo that.
     """
-    pair = StreamingReplica(tmp_path_factory.mktemp("replication"))
+    (cluster_root / "replication").mkdir()
+    pair = StreamingReplica(cluster_root / "replication")
     try:
         pair.database_url = await support.create_database(pair.server_url)
         support.run_piccolo(["migrations", "forwards", "all"], pair.database_url)

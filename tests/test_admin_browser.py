@@ -18,9 +18,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from conference.seed import seed
 from piccolo.apps.user.tables import BaseUser
 
+from conference.seed import seed
 from tests.support import LiveServer
 
 CHROMIUM_ARGS = [
@@ -52,7 +52,12 @@ async def seeded(connection: asyncpg.Connection) -> asyncpg.Connection:
     await seed(force=True)
     if not await BaseUser.exists().where(BaseUser.username == USERNAME):
         await BaseUser.create_user(
-            username=USERNAME, password=PASSWORD, admin=True, superuser=True, active=True
+            username=USERNAME,
+            password=PASSWORD,
+            email=f"{USERNAME}@example.com",
+            admin=True,
+            superuser=True,
+            active=True,
         )
     return connection
 

@@ -46,7 +46,12 @@ async def admin_user() -> tuple[str, str]:
     username, password = "test-admin", "a-long-test-password-1234"
     if not await BaseUser.exists().where(BaseUser.username == username):
         await BaseUser.create_user(
-            username=username, password=password, admin=True, superuser=True, active=True
+            username=username,
+            password=password,
+            email=f"{username}@example.com",
+            admin=True,
+            superuser=True,
+            active=True,
         )
     return username, password
 

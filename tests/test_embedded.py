@@ -5,6 +5,7 @@ server with ``livekit_conference``, kept between commands, stoppable.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from conference.settings import Settings
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
-    embedded.stop(tmp_path / "pgdata")
+def state_dir(cluster_root: Path) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(dir=cluster_root))
+    yield path
+    embedded.stop(path / "pgdata")
 
 
 async def test_without_database_url_an_embedded_server_hosts_livekit_conference(
