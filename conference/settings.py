@@ -95,9 +95,7 @@ class Settings(BaseSettings):
     migration_statement_timeout: float = Field(
         default=600.0,
         ge=0,
-        description=(
-            "PostgreSQL statement_timeout for migrations, in seconds. 0 means no limit."
-        ),
+        description=("PostgreSQL statement_timeout for migrations, in seconds. 0 means no limit."),
     )
 
     # --- The ASGI app and piccolo-admin (conference/app.py, admin.py) ------
