@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Rebuilt whenever pyproject.toml changes.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint stop clean help
+.PHONY: run test bench lint stop clean help
 
 help:
 	@echo "make run    migrate, seed, and serve the admin on http://127.0.0.1:8000/admin/"
@@ -28,6 +28,12 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/pytest
+
+# The data layer against raw asyncpg (writes docs/benchmarks.md), then the
+# webhook endpoint; see benchmarks/.
+bench: $(INSTALLED)
+	$(BIN)/python -m benchmarks.data_layer
+	$(BIN)/python -m benchmarks.webhooks
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

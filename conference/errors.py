@@ -71,6 +71,20 @@ class TransactionConflict(DatabaseError):
     """A serialization failure or deadlock; running the transaction again may succeed."""
 
 
+class InvalidEvent(ConferenceError, ValueError):
+    """
+    An event of a batch given to :func:`conference.ingest.record_events` is
+    malformed or was rejected by the database, so the batch was not
+    recorded. ``index`` is the event's position in the batch (from 0);
+    ``field`` the field at fault when one is.
+    """
+
+    def __init__(self, message: str, *, index: int, field: str | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.field = field
+
+
 class MigrationError(ConferenceError):
     """Migrations could not be planned, applied or verified."""
 

@@ -20,10 +20,12 @@ EXPECTED_INDEXES = [
     ("recordings", ["meeting_id"]),
     ("recordings", ["egress_id"]),
     ("recordings", ["status"]),
+    ("recordings", ["status", "started_at", "id"]),
     ("analytics", ["meeting_id"]),
     ("analytics", ["participant_id"]),
     ("analytics", ["event_type"]),
-    ("analytics", ["meeting_id", "created_at"]),
+    # Serves (meeting_id, created_at) lookups too; id makes the timeline's keyset exact.
+    ("analytics", ["meeting_id", "created_at", "id"]),
 ]
 
 INDEX_COLUMNS_SQL = """
@@ -87,6 +89,27 @@ async def test_primary_keys_default_to_gen_random_uuid(
         meeting_id,
     )
     assert status == "starting"
+
+
+async def test_analytics_keys_are_time_ordered_uuidv7_from_database_and_orm(
+    connection: asyncpg.Connection,
+) -> None:
+    meeting_id = await connection.fetchval(
+        "INSERT INTO meetings (room_name) VALUES ('standup') RETURNING id"
+    )
+    from_database = [
+        await connection.fetchval(
+            "INSERT INTO analytics (meeting_id, event_type) VALUES ($1, 'e') RETURNING id",
+            meeting_id,
+        )
+        for _ in range(3)
+    ]
+    from_orm = [AnalyticsEvent(meeting_id=meeting_id, event_type="e").id for _ in range(3)]
+
+    assert {key.version for key in from_database + from_orm} == {7}
+    for keys in (from_database, from_orm):  # each clock's milliseconds never go back
+        milliseconds = [key.int >> 80 for key in keys]
+        assert milliseconds == sorted(milliseconds)
 
 
 MEETING = "INSERT INTO meetings (id, room_name) VALUES ('{m}', 'room')"
