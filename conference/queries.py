@@ -10,6 +10,13 @@ dataclasses. JSON columns (``metadata``, ``event_data``) come back as JSON
 text, as Piccolo and asyncpg return them: ``json.loads`` them when needed,
 or pass them on as they are.
 
+Every function only reads, so with ``DATABASE_REPLICA_URLS`` set it runs on
+a streaming replica that trails the primary by at most
+``DATABASE_REPLICA_MAX_LAG`` seconds (:mod:`conference.replicas`), unless
+it is inside a transaction or :func:`conference.replicas.primary_reads`, or
+is given a ``database``: those, and every call without replicas, run on the
+primary.
+
 Example::
 
     from conference import queries
@@ -36,7 +43,8 @@ from uuid import UUID
 
 import asyncpg
 
-from conference.db import Database, get_database
+from conference import replicas
+from conference.db import Database
 from conference.tables import RecordingStatus
 
 #: Rows per page unless told otherwise.
@@ -58,7 +66,9 @@ class Query:
 
 
 async def _fetch(query: Query, database: Database | None) -> list[asyncpg.Record]:
-    return await (database or get_database()).query(query.sql, *query.args)
+    if database is None:
+        return await replicas.read_query(query.sql, *query.args)
+    return await database.query(query.sql, *query.args)
 
 
 def _check_limit(limit: int, name: str = "limit") -> None:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from conference import replicas
+from conference import queries, replicas
 from conference.db import Database
 from conference.engine import ConferenceEngine, create_engine, replica_urls
 from conference.errors import ConfigurationError
@@ -213,3 +213,31 @@ async def test_a_replica_down_at_startup_does_not_stop_the_engine(
     assert any("replica unreachable" in record.getMessage() for record in caplog.records)
     assert await router.read_node() is None
     assert (await router.read_query(WHERE))[0]["on_replica"] is False
+
+
+async def test_the_query_catalogue_reads_from_a_replica_unless_told_otherwise(
+    engine: ConferenceEngine,
+    streaming_replica: StreamingReplica,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    router = ReplicaRouter(engine, max_lag=60, check_interval=0)
+    monkeypatch.setattr(replicas, "get_router", lambda: router)
+    meeting_id = await insert_meeting(engine, "catalogue-on-replica")
+    await streaming_replica.wait_for_replay()
+
+    # Replay paused, the meeting ends on the primary only: the replica (well
+    # within the 60 s bound) still shows it active, the primary does not.
+    await streaming_replica.on_replica("SELECT pg_wal_replay_pause()")
+    try:
+        await Database(engine).query(
+            "UPDATE meetings SET ended_at = now() WHERE id = $1::uuid", meeting_id
+        )
+        routed = await queries.active_meetings("catalogue-on-replica")
+        with replicas.primary_reads():
+            on_primary = await queries.active_meetings("catalogue-on-replica")
+        given = await queries.active_meetings("catalogue-on-replica", database=Database(engine))
+    finally:
+        await streaming_replica.on_replica("SELECT pg_wal_replay_resume()")
+
+    assert [str(meeting.id) for meeting in routed] == [meeting_id]
+    assert on_primary == [] and given == []
