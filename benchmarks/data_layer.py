@@ -20,14 +20,16 @@ synthetic generator (:mod:`conference.generate`) and vacuumed. A later run
 at the same scale and seed reuses it: the database's comment records what
 it holds.
 
-**Method.** Each scenario runs both sides in the same process, against the
+**Method.** Each scenario runs every side in the same process, against the
 same database, ``--repetitions`` times, alternating which side goes first.
 Ingestion: ``--ingest-rows`` events for the newest meetings (where real
 events arrive), each batch in a transaction that is rolled back afterwards,
 so the data stays as generated. Queries: ``--calls`` calls per side and
-repetition, each call of one side directly followed by the same call of the
-other, parameters drawn from the data; the figure per repetition is the
-median latency (p50). The table shows the medians over the repetitions.
+repetition, the same call on each side back to back, parameters drawn from
+the data; the figure per repetition is the median latency (p50). The table
+shows the medians over the repetitions; its ratios are paired (each
+measurement against its neighbour on the other side, then the median), so
+that bursts of other work on the machine cancel out.
 """
 
 from __future__ import annotations
@@ -119,13 +121,23 @@ class Comparison:
     pool: list[float] = field(default_factory=list)
     goal: float | None = None
     goal_anchor: str = "connection"
+    #: Per repetition, the paired ratio of ours to each anchor side (see
+    #: :meth:`ratio_to`), by side name.
+    paired: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def higher_is_better(self) -> bool:
         return self.unit == "rows/s"
 
     def ratio_to(self, anchor: str) -> float | None:
-        """Median of ours over the median of ``anchor``'s figures."""
+        """
+        Ours over ``anchor``: the median over repetitions of the paired
+        ratios (measurements taken side by side, so that a burst of other
+        work on the machine hits both), or without those the ratio of the
+        medians.
+        """
+        if self.paired.get(anchor):
+            return median(self.paired[anchor])
         base = median(self.pool if anchor == "pool" else self.connection)
         return median(self.ours) / base if base else None
 
@@ -244,13 +256,16 @@ class BenchmarkReport:
         lines += [
             "",
             "*/pool*, */conn*: conference over raw asyncpg through an `asyncpg.Pool`, and on "
-            "one dedicated connection (medians). For rows/s higher is better, for ms (p50 "
-            "latency of one call) lower is better. The goal column says which ratio the "
-            "goal is about.",
+            "one dedicated connection. For rows/s higher is better, for ms (p50 latency of "
+            "one call) lower is better. The goal column says which ratio the goal is about.",
             "",
-            "**Method.** Both sides of a scenario run in the same process against the same "
-            f"database, {self.repetitions} repetitions, alternating which side goes first; "
-            "each figure is the median over the repetitions.",
+            "**Method.** Every side of a scenario runs in the same process against the same "
+            f"database, {self.repetitions} repetitions, alternating which side goes first. "
+            "The figures are medians over the repetitions. The ratios are paired, so that "
+            "bursts of other work on the machine cancel out: per repetition, each "
+            "measurement against its neighbour on the other side (ingestion: the two "
+            "batches; queries: the same call, back to back), the median of those, then "
+            "the median over the repetitions.",
             "",
             f"- *Ingestion*: {self.ingest_rows:,} events a repetition for the newest meetings "
             "(where live events land), with realistic webhook bodies (JSON text) and fresh "
@@ -260,7 +275,7 @@ class BenchmarkReport:
             "savepoint). Each batch runs in a transaction rolled back afterwards, so the data "
             "stays as generated; the commit is not measured on either side. *piccolo insert* "
             f"is Piccolo's `insert()` in batches of {PICCOLO_BATCH}, for context "
-            f"({min(self.ingest_rows, 10 * PICCOLO_BATCH):,} rows a repetition).",
+            f"({min(self.ingest_rows, 5 * PICCOLO_BATCH):,} rows a repetition).",
             f"- *Queries*: {self.calls} calls per side and repetition, the three sides in "
             "turn for each parameter set. Raw: the SQL that `conference.queries` builds (its "
             "`*_query` functions), run with `fetch()` on one dedicated asyncpg connection "
@@ -273,7 +288,8 @@ class BenchmarkReport:
             "data (running ones for *active participants*), first and second pages (keyset "
             "cursors) of timelines and recording lists.",
             "",
-            "Reproduce with `make bench` (this scale) or `python -m benchmarks.data_layer --help`.",
+            "Reproduce with the command above; `make bench` runs the default scale "
+            f"({DEFAULT_MEETINGS:,} meetings).",
         ]
         return "\n".join(lines)
 
@@ -411,7 +427,7 @@ async def _measure_ingest(
     if not targets:
         raise SystemExit("benchmarks.data_layer: no meetings with participants to ingest for")
     bodies = await _sample_bodies(raw)
-    piccolo_rows = min(rows, 10 * PICCOLO_BATCH)
+    piccolo_rows = min(rows, 5 * PICCOLO_BATCH)
 
     async def raw_copy(records: list[tuple[Any, ...]]) -> float:
         transaction = raw.transaction()
@@ -428,8 +444,9 @@ async def _measure_ingest(
         try:
             async with db.transaction():
                 started = time.perf_counter()
-                await record_events(events)
+                recorded = await record_events(events)
                 seconds = time.perf_counter() - started
+                assert recorded == len(events)
                 raise _RolledBack
         except _RolledBack:
             pass
@@ -452,6 +469,7 @@ async def _measure_ingest(
     raw_rates: list[float] = []
     our_rates: list[float] = []
     piccolo_rates: list[float] = []
+    paired: list[float] = []  # ours / raw rows per second, each repetition
 
     def new_events(records: list[tuple[Any, ...]]) -> list[NewEvent]:
         return [NewEvent(**dict(zip(INGEST_COLUMNS, r, strict=True))) for r in records]
@@ -473,6 +491,7 @@ async def _measure_ingest(
             raw_seconds = await raw_copy(records)
         raw_rates.append(rows / raw_seconds)
         our_rates.append(rows / our_seconds)
+        paired.append(raw_seconds / our_seconds)
         piccolo_rates.append(piccolo_rows / await piccolo(records[:piccolo_rows]))
         if not quiet:
             print(
@@ -488,6 +507,7 @@ async def _measure_ingest(
             connection=raw_rates,
             ours=our_rates,
             goal=INGEST_GOAL,
+            paired={"connection": paired},
         ),
         Comparison(
             "piccolo insert",
@@ -666,6 +686,7 @@ async def _measure_queries(
             for run in sides:
                 await run(params)
         p50s: list[list[float]] = [[], [], []]
+        paired: dict[str, list[float]] = {"connection": [], "pool": []}
         for repetition in range(repetitions):
             times: list[list[float]] = [[], [], []]
             gc.collect()
@@ -677,6 +698,11 @@ async def _measure_queries(
                     times[side].append(await sides[side](params))
             for side in range(3):
                 p50s[side].append(percentile(times[side], 0.5) * 1000)
+            # The three calls with the same parameters ran back to back:
+            # compare them pairwise, then take the median of those ratios.
+            for anchor, index in (("connection", 0), ("pool", 1)):
+                ratios = [ours / base for ours, base in zip(times[2], times[index], strict=True)]
+                paired[anchor].append(median(ratios))
         comparison = Comparison(
             scenario.name,
             scenario.what,
@@ -686,12 +712,14 @@ async def _measure_queries(
             ours=p50s[2],
             goal=QUERY_GOAL,
             goal_anchor="pool",
+            paired=paired,
         )
         comparisons.append(comparison)
         if not quiet:
             print(
                 f"  {scenario.name}: connection {median(p50s[0]):.3f} ms, pool "
-                f"{median(p50s[1]):.3f} ms, conference {median(p50s[2]):.3f} ms",
+                f"{median(p50s[1]):.3f} ms, conference {median(p50s[2]):.3f} ms, "
+                f"/pool {comparison.ratio:.2f}",
                 file=sys.stderr,
             )
     return comparisons
@@ -752,9 +780,9 @@ def run_benchmark(
     meetings: int = DEFAULT_MEETINGS,
     seed: int = 1,
     *,
-    repetitions: int = 5,
+    repetitions: int = 7,
     calls: int = 200,
-    ingest_rows: int = 50_000,
+    ingest_rows: int = 20_000,
     server_url: str | None = None,
     database_url: str | None = None,
     data_dir: Path | None = None,
@@ -823,9 +851,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"scale: ~42 analytics rows each (default {DEFAULT_MEETINGS:,}; 240000 for ~10M)",
     )
     parser.add_argument("--seed", type=int, default=1, help="the generator's seed")
-    parser.add_argument("--repetitions", type=int, default=5, help="repetitions per scenario")
+    parser.add_argument("--repetitions", type=int, default=7, help="repetitions per scenario")
     parser.add_argument("--calls", type=int, default=200, help="calls per query, side, repetition")
-    parser.add_argument("--ingest-rows", type=int, default=50_000, help="events per ingest batch")
+    parser.add_argument("--ingest-rows", type=int, default=20_000, help="events per ingest batch")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--server-url", help="a server for the benchmark database")
     where.add_argument("--database-url", help="exactly this database (empty or a benchmark's)")

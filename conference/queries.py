@@ -5,10 +5,13 @@ data, each one SQL statement that an index answers, however large
 ``tests/test_queries.py``, the speed in ``docs/benchmarks.md``).
 
 Every function runs on :mod:`conference.db` (the pool, inside the caller's
-:func:`conference.db.transaction` when there is one) and returns frozen
-dataclasses. JSON columns (``metadata``, ``event_data``) come back as JSON
-text, as Piccolo and asyncpg return them: ``json.loads`` them when needed,
-or pass them on as they are.
+:func:`conference.db.transaction` when there is one) and returns
+dataclasses: one per row, built straight from the record (not frozen: a
+frozen dataclass takes several times longer to build, which shows on pages
+of a hundred rows), and frozen ones for pages, cursors and statistics.
+JSON columns (``metadata``, ``event_data``) come back as JSON text, as
+Piccolo and asyncpg return them: ``json.loads`` them when needed, or pass
+them on as they are.
 
 Every function only reads, so with ``DATABASE_REPLICA_URLS`` set it runs on
 a streaming replica that trails the primary by at most
@@ -79,7 +82,7 @@ def _check_limit(limit: int, name: str = "limit") -> None:
 # --- Active participants of a meeting ---------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ActiveParticipant:
     """A participant session still in its meeting (no ``left_at`` yet)."""
 
@@ -125,7 +128,7 @@ async def active_participants(
 # --- Active meetings ------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ActiveMeeting:
     """A meeting that has not ended (no ``ended_at`` yet)."""
 
@@ -190,7 +193,7 @@ async def active_meetings(
 # --- A meeting's event timeline ---------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimelineEvent:
     """One analytics event of a meeting."""
 
@@ -308,7 +311,7 @@ async def event_timeline(
 # --- Recordings by status ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordingSummary:
     """One recording (LiveKit egress)."""
 
