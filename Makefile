@@ -13,6 +13,7 @@ INSTALLED := $(VENV)/.installed
 help:
 	@echo "make run    migrate, seed, and serve the admin on http://127.0.0.1:8000/admin/"
 	@echo "make test   run the whole test suite on a separate test database"
+	@echo "make bench  benchmarks against raw asyncpg, written to docs/benchmarks.md"
 	@echo "make lint   ruff and mypy"
 	@echo "make stop   stop the embedded PostgreSQL servers"
 	@echo "make clean  remove the virtualenv and all local data (asks first)"
@@ -29,11 +30,13 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/pytest
 
-# The data layer against raw asyncpg (writes docs/benchmarks.md), then the
-# webhook endpoint; see benchmarks/.
+# The data layer against raw asyncpg (writes docs/benchmarks.md), the
+# webhook endpoint, and analytics vs a range-partitioned copy (its own
+# cluster under /tmp, ~1M events; --meetings 242000 for 10M); see benchmarks/.
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.data_layer
 	$(BIN)/python -m benchmarks.webhooks
+	$(BIN)/python -m benchmarks.partitioning
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
