@@ -46,6 +46,7 @@ lint: $(INSTALLED)
 stop: $(INSTALLED)
 	$(BIN)/python -m conference.embedded stop
 	$(BIN)/python -m conference.embedded stop --data-dir .local/test-pgdata
+	$(BIN)/python -m conference.embedded stop --data-dir .local/bench-pgdata
 
 clean: stop
 	@read -p "Delete $(VENV) and .local (all embedded databases)? [y/N] " answer; \
