@@ -147,12 +147,11 @@ def check_production_settings(settings: Settings) -> None:
     if not settings.allowed_host_list:
         problems.append("ALLOWED_HOSTS is empty (name the host names this app serves)")
     password = settings.admin_password.get_secret_value() if settings.admin_password else ""
+    weakness = weak_password_reason(password, settings.admin_username) if password else None
     if not password:
         problems.append("ADMIN_PASSWORD is not set")
-    elif weak_password_reason(password, settings.admin_username):
-        problems.append(
-            f"ADMIN_PASSWORD is too weak: {weak_password_reason(password, settings.admin_username)}"
-        )
+    elif weakness:
+        problems.append(f"ADMIN_PASSWORD is too weak: {weakness}")
     if problems:
         raise ConfigurationError(
             "refusing to start with CONFERENCE_ENV=production: " + "; ".join(problems)

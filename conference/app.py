@@ -10,7 +10,6 @@ Importing this module connects to nothing: the pool starts in the lifespan.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,8 +25,6 @@ from conference.admin import check_production_settings, create_admin_app
 from conference.migrations import auto_migrate
 from conference.settings import Settings, get_settings
 from conference.webhooks import webhook_routes
-
-logger = logging.getLogger(__name__)
 
 #: How long /readyz waits for the database before answering 503.
 READINESS_DEADLINE_SECONDS = 2.0
