@@ -126,6 +126,25 @@ class DatabaseNotEmpty(ConferenceError):
     """The conference tables hold rows that an operation would collide with."""
 
 
+# --- Webhooks ----------------------------------------------------------------
+
+
+class Unauthorized(ConferenceError):
+    """The request is not a webhook signed by a configured LiveKit key (401)."""
+
+
+class MalformedWebhook(ConferenceError):
+    """A signed webhook whose content cannot be recorded (answered with 400)."""
+
+
+class BodyTooLarge(ConferenceError):
+    """The request body is longer than the limit (answered with 413)."""
+
+
+class ReplayError(ConferenceError):
+    """The recording cannot be read, or the app cannot be reached."""
+
+
 def install_cli_excepthook() -> None:
     """
     Print an uncaught :class:`ConferenceError` as one line instead of a

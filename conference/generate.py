@@ -180,10 +180,12 @@ _DEPARTURE_TIMEOUT = 20_000  # ms: LiveKit closes an empty room 20 s after the l
 
 # --- Ids ---------------------------------------------------------------------
 
-# UUIDv7 (RFC 9562), as PostgreSQL 18's uuidv7() makes them: 48 bits of
-# Unix milliseconds, version 7, 74 random bits, variant 10. Time-ordered ids
-# land at the right edge of every index on them, so a load touches a few hot
-# pages instead of the whole index.
+# UUIDv7 in RFC 9562's basic layout: 48 bits of Unix milliseconds, version
+# 7, variant 10 and 74 random bits (here from the seeded RNG, so ids repeat
+# with the seed). PostgreSQL 18's uuidv7() spends the first 12 of those
+# random bits on a sub-millisecond fraction instead; both order by the
+# millisecond, which is what matters to an index: time-ordered ids land at
+# its right edge, so a load touches a few hot pages instead of all of it.
 _V7_BITS = (0x7 << 76) | (0x2 << 62)
 _LOW_62 = (1 << 62) - 1
 
@@ -709,7 +711,7 @@ class _Loader:
     One producer, several COPY streams. The producer invents batches in a
     worker thread (the rows are plain Python work); each connection takes
     the next batch and COPYs it in its own transaction. The server does most
-    of the work (five indexes and two foreign-key checks per analytics row),
+    of the work (six indexes and two foreign-key checks per analytics row),
     so two streams keep both cores busy while Python invents the next batch.
     """
 

@@ -8,9 +8,9 @@ import pytest
 from google.protobuf.json_format import Parse
 from livekit.protocol.webhook import WebhookEvent
 
+from conference.errors import MalformedWebhook
 from conference.tables import RecordingStatus
 from conference.webhooks.mapping import (
-    MalformedWebhook,
     MetadataMode,
     app_metadata,
     changes_for,

@@ -6,10 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from conference.errors import ConfigurationError
+from conference.errors import ConfigurationError, MalformedWebhook, Unauthorized
 from conference.settings import Settings
-from conference.webhooks.mapping import MalformedWebhook
-from conference.webhooks.verification import Unauthorized, WebhookVerifier, webhook_keys
+from conference.webhooks.verification import WebhookVerifier, webhook_keys
 from tests.webhook_sessions import product_sync, sign
 
 KEY, SECRET = "APIcurrent", "current-secret-0123456789abcdefghijklmnopqr"

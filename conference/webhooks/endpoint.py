@@ -27,17 +27,19 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from conference.errors import (
-    ConferenceError,
+    BodyTooLarge,
     DatabaseError,
     DatabaseUnavailable,
     IntegrityViolation,
+    MalformedWebhook,
     QueryTimeout,
     TransactionConflict,
+    Unauthorized,
 )
 from conference.settings import Settings
-from conference.webhooks.mapping import EventChanges, MalformedWebhook, changes_for
+from conference.webhooks.mapping import EventChanges, changes_for
 from conference.webhooks.store import Outcome, record_event
-from conference.webhooks.verification import Unauthorized, WebhookVerifier, webhook_keys
+from conference.webhooks.verification import WebhookVerifier, webhook_keys
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +48,6 @@ WEBHOOK_PATH = "/webhooks/livekit"
 
 #: SQLSTATEs of a schema that is behind the code: undefined table, column.
 _NOT_MIGRATED = frozenset({"42P01", "42703"})
-
-
-class BodyTooLarge(ConferenceError):
-    """The request body is longer than the limit (answered with 413)."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -29,13 +29,14 @@ from livekit.protocol.egress import EgressInfo, EgressStatus
 from livekit.protocol.models import DisconnectReason, ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 
-from conference.errors import ConferenceError
-from conference.tables import RecordingStatus
+from conference.errors import MalformedWebhook
+from conference.tables import AnalyticsEvent, RecordingStatus
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-#: ``analytics.event_type`` is a varchar(64).
-MAX_EVENT_TYPE_LENGTH = 64
+#: The longest event type ``analytics.event_type`` holds, read from the
+#: column so that a migration widening it needs no edit here.
+MAX_EVENT_TYPE_LENGTH = int(AnalyticsEvent.event_type.length or 0)
 
 #: Events that end a participant session.
 PARTICIPANT_ENDING_EVENTS = frozenset({"participant_left", "participant_connection_aborted"})
@@ -62,10 +63,6 @@ _STATUS_BY_EGRESS_STATUS: dict[int, RecordingStatus] = {
     EgressStatus.EGRESS_ABORTED: RecordingStatus.aborted,
     EgressStatus.EGRESS_LIMIT_REACHED: RecordingStatus.limit_reached,
 }
-
-
-class MalformedWebhook(ConferenceError):
-    """A signed webhook whose content cannot be recorded (answered with 400)."""
 
 
 class MetadataMode(str, Enum):

@@ -28,17 +28,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from conference.errors import ConferenceError
+from conference.errors import ReplayError
 
 #: How long a signature stays valid; LiveKit's notifier uses 5 minutes.
 TOKEN_TTL = timedelta(minutes=5)
 
 #: Keys whose values are LiveKit ids; ``fresh=True`` gives them new values.
 ID_KEYS = frozenset({"id", "sid", "roomId", "egressId", "ingressId", "trackSid"})
-
-
-class ReplayError(ConferenceError):
-    """The recording cannot be read, or the app cannot be reached."""
 
 
 @dataclass(frozen=True)

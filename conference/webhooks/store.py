@@ -83,7 +83,7 @@ _CURRENT_RANK = _rank_sql("r.status")
 # recording parts insert nothing when their key ($8, $17) is NULL. The
 # analytics insert fails on a known webhook id, and with it the statement.
 # JSON is sent as text and cast by the server: stored as sent, whatever
-# codecs the connection has. At a recording rank ($26) higher than or
+# codecs the connection has. At a recording rank ($25) higher than or
 # equal to the row's, the event's values win; a lower one (a late update)
 # only fills what is still unknown.
 RECORD_EVENT = f"""

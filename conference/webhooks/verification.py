@@ -26,13 +26,8 @@ from google.protobuf.json_format import ParseError
 from livekit.api import TokenVerifier, WebhookReceiver
 from livekit.protocol.webhook import WebhookEvent
 
-from conference.errors import ConferenceError, ConfigurationError
+from conference.errors import ConfigurationError, MalformedWebhook, Unauthorized
 from conference.settings import Settings
-from conference.webhooks.mapping import MalformedWebhook
-
-
-class Unauthorized(ConferenceError):
-    """The request is not a webhook signed by a configured LiveKit key (401)."""
 
 
 def webhook_keys(settings: Settings) -> dict[str, str]:
@@ -96,7 +91,7 @@ class WebhookVerifier:
         exactly these bytes by a configured key.
 
         Raises :class:`Unauthorized` (answer 401) when it is not, and
-        :class:`~conference.webhooks.mapping.MalformedWebhook` (answer 400)
+        :class:`~conference.errors.MalformedWebhook` (answer 400)
         when it is but the body is not a ``WebhookEvent``.
         """
         if not self._receivers:
