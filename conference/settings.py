@@ -126,6 +126,25 @@ class Settings(BaseSettings):
     app_host: str = Field(default="127.0.0.1", description="Where `make run` listens.")
     app_port: int = Field(default=8000, description="Port `make run` listens on.")
 
+    # --- Operating it: logs and metrics (conference/logs.py, metrics.py) ---
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description=(
+            "text: human-readable lines. json: one JSON object per line (request id, "
+            "route, status, duration; webhook event id and outcome), for log pipelines."
+        ),
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="The lowest level logged."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token GET /metrics requires. Development: unset leaves /metrics "
+            "open. Production: unset turns /metrics off (404)."
+        ),
+    )
+
     # --- LiveKit webhooks (conference/webhooks/) ---------------------------
     livekit_api_key: str | None = Field(
         default=None,
