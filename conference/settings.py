@@ -166,6 +166,27 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest webhook body accepted, in bytes; larger ones get 413.",
     )
+    livekit_webhook_batch_max_events: int = Field(
+        default=64,
+        ge=1,
+        description=(
+            "Group commit: most webhooks written in one transaction. 1 turns group "
+            "commit off (one transaction per webhook)."
+        ),
+    )
+    livekit_webhook_batch_max_wait: float = Field(
+        default=0.002,
+        ge=0,
+        description=(
+            "Group commit: seconds a free writer waits for more webhooks before writing "
+            "what it has. Webhooks that arrive while writers are busy batch up anyway."
+        ),
+    )
+    livekit_webhook_batch_writers: int = Field(
+        default=2,
+        ge=1,
+        description="Group commit: transactions of webhooks in flight at once, per process.",
+    )
 
     @property
     def production(self) -> bool:
