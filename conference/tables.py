@@ -26,6 +26,7 @@ from piccolo.columns import (
     BigInt,
     DoublePrecision,
     ForeignKey,
+    Integer,
     OnDelete,
     Text,
     Timestamptz,
@@ -202,4 +203,36 @@ class AnalyticsEvent(Table, tablename="analytics"):
         return Readable(template="%s", columns=[cls.event_type])
 
 
+class Erasure(Table, tablename="erasures"):
+    """
+    The record of one erasure of a participant (``piccolo conference
+    erase``, or the admin's "Erase a participant" form): when, who ran it,
+    and how many rows it changed per table. It holds no personal data: not
+    the identity erased, not its hash, not the room's name.
+
+    ``finished_at`` stays null while the erasure runs, and for good when it
+    was interrupted; ``counts`` then holds what the committed meetings
+    changed.
+    """
+
+    id = UUID(primary_key=True, default=UUID4())
+    started_at = Timestamptz(null=False, default=TimestamptzNow())
+    finished_at = Timestamptz(null=True, default=None)
+    # The operator: an OS user for the command, "admin:<user>" for the form.
+    erased_by = Varchar(length=255, null=False, default=None)
+    # Whether a room limited it, and the time range (no names).
+    scope = JSONB(null=False, default={})
+    # Rows per table: deleted participants and analytics, scrubbed bodies.
+    counts = JSONB(null=False, default={})
+    meetings = Integer(null=False, default=0)
+    recordings_listed = Integer(null=False, default=0)
+
+    erasures_erased_by_not_blank = Check("btrim(erased_by) <> ''")
+    erasures_counts_is_object = Check("jsonb_typeof(counts) = 'object'")
+    erasures_scope_is_object = Check("jsonb_typeof(scope) = 'object'")
+
+
 TABLES: list[type[Table]] = [Meeting, Participant, Recording, AnalyticsEvent]
+
+#: Tables of this app that are not conference data: records about it.
+RECORD_TABLES: list[type[Table]] = [Erasure]

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA_DIR = ROOT / ".local" / "test-pgdata"
 PICCOLO = str(Path(sys.executable).parent / "piccolo")
 
-CONFERENCE_TABLES = ("meetings", "participants", "recordings", "analytics")
+#: Every table of the conference app: its data, then the erasure records.
+CONFERENCE_TABLES = ("meetings", "participants", "recordings", "analytics", "erasures")
 
 
 def test_server_url() -> str:
