@@ -39,12 +39,14 @@ async def readyz(request: Request) -> JSONResponse:
     """
     Readiness: the database answers within the deadline and no migration is
     pending. 503 with the reason otherwise, so a load balancer stops sending
-    traffic until it recovers.
+    traffic until it recovers. ``host`` names the server in use (with a
+    multi-host ``DATABASE_URL``, the current primary).
     """
     health = await db.check_connection(deadline=READINESS_DEADLINE_SECONDS)
     body = {
         "status": "ready",
         "server_version": health.server_version,
+        "host": health.host,
         "latency_ms": health.latency_ms,
         "pending_migrations": health.pending_migrations,
     }

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import re
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit, urlunsplit
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
@@ -52,18 +52,57 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def validate_database_url(url: str, setting: str = "DATABASE_URL") -> str:
+#: What a multi-host ``DATABASE_URL`` must ask for: a server that takes writes.
+_WRITABLE_SESSION_ATTRS = ("read-write", "primary")
+
+
+def url_hosts(url: str) -> list[str]:
+    """
+    The servers a URL lists, in order, as written: ``host``, ``host:port``
+    or a socket directory. One for a plain URL; several for a libpq
+    multi-host URL such as
+    ``postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write``
+    or ``postgresql://u@/db?host=/run/pg1,/run/pg2``.
+    """
+    parts = urlsplit(url.strip())
+    hosts = [spec for spec in parts.netloc.rpartition("@")[2].split(",") if spec]
+    for value in parse_qs(parts.query).get("host", []):
+        hosts.extend(spec for spec in value.split(",") if spec)
+    return hosts
+
+
+def _check_ports(parts: SplitResult) -> None:
+    """Raise ``ValueError`` for a port that is not a number (``urlsplit`` reads one only)."""
+    for spec in parts.netloc.rpartition("@")[2].split(","):
+        port = spec.rpartition("]")[2] if spec.startswith("[") else spec
+        _, colon, port = port.partition(":")
+        if colon and port and not port.isdigit():
+            raise ValueError(f"port {port!r} of host {spec!r} is not a number")
+    for value in parse_qs(parts.query).get("port", []):
+        if not all(port.strip().isdigit() for port in value.split(",")):
+            raise ValueError(f"port={value!r} is not a list of numbers")
+
+
+def validate_database_url(url: str, setting: str = "DATABASE_URL", *, writable: bool = True) -> str:
     """
     Check that ``url`` is a usable PostgreSQL URL naming a database, and
     return it. Raises :class:`ConfigurationError` with the reason otherwise.
 
+    A libpq multi-host URL (several hosts, see :func:`url_hosts`) is
+    accepted; for the primary it must say which host to use, with
+    ``target_session_attrs=read-write`` (or ``primary``): every connection
+    then goes to the host that takes writes, which after a failover is
+    the promoted standby (see docs/operations.md).
+
     :param setting:
         The setting ``url`` came from, named in the error.
+    :param writable:
+        ``url`` is the primary's (not a read replica's).
     """
     example = "postgresql://user:password@host:5432/livekit_conference"
     try:
         parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - parsing the port validates it
+        _check_ports(parts)
     except ValueError as error:
         raise ConfigurationError(f"{setting} is malformed ({error}); expected {example}") from error
     if parts.scheme not in ("postgres", "postgresql"):
@@ -74,6 +113,14 @@ def validate_database_url(url: str, setting: str = "DATABASE_URL") -> str:
         raise ConfigurationError(
             f"{setting} names no database: {redact_url(url)}; expected {example}"
         )
+    hosts = url_hosts(url)
+    attrs = parse_qs(parts.query).get("target_session_attrs", [""])[-1]
+    if writable and len(hosts) > 1 and attrs not in _WRITABLE_SESSION_ATTRS:
+        raise ConfigurationError(
+            f"{setting} lists {len(hosts)} hosts ({', '.join(hosts)}) but does not ask for "
+            f"the primary (target_session_attrs={attrs or 'any'}), so connections could land "
+            "on a read-only standby; add target_session_attrs=read-write to its query string"
+        )
     return url.strip()
 
 
@@ -81,7 +128,7 @@ def replica_urls(settings: Settings | None = None) -> list[str]:
     """The URLs of ``DATABASE_REPLICA_URLS``, each validated, in order."""
     settings = settings or get_settings()
     return [
-        validate_database_url(url, "DATABASE_REPLICA_URLS")
+        validate_database_url(url, "DATABASE_REPLICA_URLS", writable=False)
         for url in settings.database_replica_urls.split(",")
         if url.strip()
     ]
