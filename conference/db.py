@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from asyncpg.exceptions import TargetServerAttributeNotMatched
 from piccolo.engine.finder import engine_finder
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
@@ -73,6 +74,19 @@ _ACQUIRE_ATTEMPTS = 3
 
 #: Longest statement text written to the log.
 _LOGGED_STATEMENT_LENGTH = 500
+
+# The health probe: the version, and which server answered (the socket
+# directory needs pg_read_all_settings; without it, only the port).
+_PROBE_SQL = """
+SELECT current_setting('server_version') AS version,
+       CASE WHEN inet_server_addr() IS NOT NULL
+            THEN host(inet_server_addr()) || ':' || inet_server_port()
+            WHEN pg_has_role('pg_read_all_settings', 'USAGE')
+            THEN split_part(current_setting('unix_socket_directories'), ',', 1)
+                 || ':' || current_setting('port')
+            ELSE 'Unix socket, port ' || current_setting('port')
+       END AS host
+"""
 
 
 # --- Errors -----------------------------------------------------------------
@@ -138,6 +152,13 @@ def translate_error(error: BaseException, url: str | None = None) -> ConferenceE
         )
     if isinstance(error, (OSError, TimeoutError)):
         return DatabaseUnavailable(describe_connection_error(error, url or "the database"))
+    if isinstance(error, TargetServerAttributeNotMatched):
+        # A multi-host DATABASE_URL whose hosts all answer as standbys: the
+        # primary is gone and no standby has been promoted yet.
+        return DatabaseUnavailable(
+            f"no host of {where} accepts writes ({error}); a failover is probably under "
+            "way, retry once a standby has been promoted"
+        )
     if not isinstance(error, asyncpg.PostgresError):
         return None
 
@@ -149,6 +170,13 @@ def translate_error(error: BaseException, url: str | None = None) -> ConferenceE
     columns = _key_columns(detail)
     on = f" on {table}" + (f" ({columns})" if columns else "") if table else ""
     facts = {"sqlstate": sqlstate, "constraint": constraint, "table": table, "column": column}
+
+    if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
+        return DatabaseUnavailable(
+            f"the server of {where} is read-only ({error}): a standby, or a former primary; "
+            "point DATABASE_URL at the primary, or list every host with "
+            "target_session_attrs=read-write"
+        )
 
     if isinstance(error, asyncpg.UniqueViolationError):
         return UniqueViolation(
@@ -366,6 +394,10 @@ class HealthResult:
         Migrations of the registered apps not applied yet, as ``"app:ID"``.
     :param error:
         Why ``ok`` is false, in one line.
+    :param host:
+        The server that answered, as ``address:port`` (its socket
+        directory for a Unix socket): with a multi-host ``DATABASE_URL``,
+        the one in use, which changes after a failover.
     """
 
     ok: bool
@@ -373,6 +405,7 @@ class HealthResult:
     server_version: str | None = None
     pending_migrations: list[str] = field(default_factory=list)
     error: str | None = None
+    host: str | None = None
 
 
 # --- The API ----------------------------------------------------------------
@@ -611,17 +644,25 @@ class Database:
         from conference.migrations import pending_on  # migrations imports this module
 
         version: str | None = None
+        host: str | None = None
         try:
             async with self._probe_connection() as connection:
                 started = time.perf_counter()
-                version = str(await connection.fetchval("SELECT current_setting('server_version')"))
+                row = await connection.fetchrow(_PROBE_SQL)
                 latency_ms = (time.perf_counter() - started) * 1000
+                version, host = str(row["version"]), str(row["host"])
                 check_server_version(version, self.url)
                 pending = await pending_on(connection)
         except Exception as error:
-            return HealthResult(ok=False, server_version=version, error=self._describe(error))
+            return HealthResult(
+                ok=False, server_version=version, error=self._describe(error), host=host
+            )
         return HealthResult(
-            ok=True, latency_ms=latency_ms, server_version=version, pending_migrations=pending
+            ok=True,
+            latency_ms=latency_ms,
+            server_version=version,
+            pending_migrations=pending,
+            host=host,
         )
 
     def _describe(self, error: Exception) -> str:
