@@ -97,6 +97,14 @@ class Settings(BaseSettings):
         ge=0,
         description=("PostgreSQL statement_timeout for migrations, in seconds. 0 means no limit."),
     )
+    retention_keep: str = Field(
+        default="90d",
+        pattern=r"^\s*\d+\s*[hdw]?\s*$",
+        description=(
+            "History `piccolo conference retention` keeps when given neither --keep "
+            "nor --before: 90d (days), 12h (hours) or 2w (weeks)."
+        ),
+    )
 
     # --- The ASGI app and piccolo-admin (conference/app.py, admin.py) ------
     conference_env: Literal["development", "production"] = Field(
