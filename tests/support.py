@@ -164,6 +164,7 @@ class LiveServer:
         app: str = "conference.app:app",
         state_dir: Path | None = None,
         via_run: bool = False,
+        args: Iterable[str] = (),
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -188,6 +189,7 @@ class LiveServer:
                 "--host", "127.0.0.1", "--port", str(self.port),
                 "--timeout-graceful-shutdown", "10",
             ]  # fmt: skip
+        command.extend(args)  # more options for `run` or uvicorn (--workers=2 …)
         self._log = self.log_path.open("w+")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
