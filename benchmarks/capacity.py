@@ -146,7 +146,8 @@ async def run(
     """Measure both paths on ``database_url`` (the process's ``DATABASE_URL``)."""
     from benchmarks.partitioning import store_meetings
     from conference import db
-    from conference.generate import ANALYTICS_PER_MEETING, COLUMNS
+    from conference.devdata.generate import COLUMNS
+    from conference.devdata.synthetic import ANALYTICS_PER_MEETING
     from conference.tables import AnalyticsEvent
 
     webhook = IngestPath("webhook", f"record_event, {concurrency} sessions at once")

@@ -16,7 +16,7 @@ the method, to its section of ``docs/benchmarks.md``.
 cluster of its own (``CONFERENCE_STATE_DIR/bench-pgdata``, started for the
 run and stopped after it; ``--server-url`` for another server,
 ``--database-url`` for one given database), migrated, filled by the
-synthetic generator (:mod:`conference.generate`) and vacuumed. A later run
+synthetic generator (:mod:`conference.devdata.generate`) and vacuumed. A later run
 at the same scale and seed reuses it: the database's comment records what
 it holds.
 
@@ -245,7 +245,7 @@ class BenchmarkReport:
             "",
             f"**Machine.** {self.machine}",
             "",
-            f"**Data.** {scale} (the synthetic generator, `conference.generate`; database "
+            f"**Data.** {scale} (the synthetic generator, `conference.devdata.generate`; database "
             f"`{self.database}`, vacuumed and analysed).",
             "",
             "| scenario | unit | asyncpg connection | asyncpg pool | conference | /pool | /conn "
@@ -309,7 +309,7 @@ async def _prepare_database(
     it unless it holds this scale already. Returns the row counts and the
     seconds spent generating (``None`` when reused).
     """
-    from conference.generate import GenerateProgress, generate
+    from conference.devdata.generate import GenerateProgress, generate
     from conference.migrations import run_migrations
 
     await run_migrations()

@@ -9,7 +9,7 @@ on the same data in the same run::
 Without ``--database-url`` it starts an embedded PostgreSQL 18 of its own
 under ``/tmp/conference-bench-partitioning`` (never the developer's or the
 tests' cluster), migrates it and loads ``--meetings`` synthetic meetings
-over ``--days`` days with ``conference.generate`` (COPY); the server stops
+over ``--days`` days with ``conference.devdata.generate`` (COPY); the server stops
 at the end, and a second run finds the data and reuses it. Then it builds ``analytics_partitioned``:
 the same columns, checks, foreign keys and indexes, partitioned by month
 (``--interval week`` for weeks), with the two unique keys widened to
@@ -253,7 +253,8 @@ async def store_meetings(
     meetings, participants and recordings (unless a previous run did), and
     their analytics rows too with ``analytics``; returns the analytics rows.
     """
-    from conference.generate import COLUMNS, SyntheticData
+    from conference.devdata.generate import COLUMNS
+    from conference.devdata.synthetic import SyntheticData
     from conference.tables import AnalyticsEvent
 
     data = SyntheticData(meetings=meetings, seed=seed, days=1, until=until)
@@ -296,7 +297,7 @@ async def run(
     progress: Callable[[str], None] = lambda message: None,
 ) -> Result:
     """Build the partitioned copy (unless it is current) and measure both tables."""
-    from conference.generate import COLUMNS
+    from conference.devdata.generate import COLUMNS
     from conference.tables import AnalyticsEvent
 
     connection = await asyncpg.connect(database_url)
@@ -468,7 +469,7 @@ def prepare_database(data_dir: Path, meetings: int, days: int) -> str:
             await connection.close()
 
     if run_sync(loaded()) == 0:
-        from conference.generate import generate
+        from conference.devdata.generate import generate
 
         print(f"loading {meetings:,} meetings over {days} days ...", file=sys.stderr)
         result = run_sync(generate(meetings, seed=8, days=days, until=DEFAULT_UNTIL))

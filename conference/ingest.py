@@ -98,7 +98,7 @@ class NewEvent:
     :param meeting_id:
         The meeting (must exist).
     :param event_type:
-        A LiveKit event name (:class:`~conference.events.EventType`) or your
+        A LiveKit event name (:class:`~conference.devdata.events.EventType`) or your
         own: not blank, at most 64 characters.
     :param participant_id:
         The participant the event is about, if any (must exist).

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from piccolo.apps.user.tables import BaseUser
 
-from conference.seed import seed
+from conference.devdata.seed import seed
 from tests.support import LiveServer
 
 CHROMIUM_ARGS = [

@@ -14,9 +14,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from conference.devdata.generate import GenerateProgress, generate
+from conference.devdata.seed import build_seed_rows
+from conference.devdata.synthetic import SyntheticData
 from conference.errors import DatabaseNotEmpty, ProductionDatabaseError
-from conference.generate import GenerateProgress, SyntheticData, generate
-from conference.seed import build_seed_rows
 from conference.settings import get_settings
 from conference.tables import RecordingStatus
 from tests import support

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from conference import db, queries
-from conference.generate import generate
+from conference.devdata.generate import generate
 from conference.queries import Query, RecordingCursor, TimelineCursor
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -12,9 +12,16 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from conference import seed as seed_module
-from conference.errors import ProductionDatabaseError
-from conference.seed import SEED_ROOM_NAMES, SeedRows, build_seed_rows, seed, seed_if_empty
+from conference.devdata import seed as seed_module
+from conference.devdata.seed import (
+    SEED_ROOM_NAMES,
+    SeedRows,
+    build_seed_rows,
+    seed,
+    seed_if_empty,
+)
+from conference.devdata.target import ensure_not_production
+from conference.errors import CheckViolation, ProductionDatabaseError
 from conference.settings import get_settings
 from conference.tables import AnalyticsEvent
 from tests import support
@@ -135,7 +142,7 @@ def _with_a_row_the_database_rejects(now: datetime) -> SeedRows:
     return rows
 
 
-async def _fail_after_inserting() -> dict[str, int]:
+async def _fail_after_inserting(database: object) -> dict[str, int]:
     raise RuntimeError("the process failed after inserting everything")
 
 
@@ -151,9 +158,9 @@ async def test_a_seed_failing_midway_leaves_the_previous_data_intact(
 
     if failure == "database rejects the last row":
         monkeypatch.setattr(seed_module, "build_seed_rows", _with_a_row_the_database_rejects)
-        expected: type[Exception] = asyncpg.CheckViolationError
+        expected: type[Exception] = CheckViolation
     else:
-        monkeypatch.setattr(seed_module, "_counts", _fail_after_inserting)
+        monkeypatch.setattr(seed_module, "count_rows", _fail_after_inserting)
         expected = RuntimeError
     with pytest.raises(expected):
         await seed()
@@ -185,9 +192,9 @@ async def test_seed_with_force_seeds_even_a_production_environment(
 
 def test_the_guard_refuses_a_database_named_like_production() -> None:
     with pytest.raises(ProductionDatabaseError, match="'livekit_prod' contains 'prod'"):
-        seed_module.ensure_not_production("livekit_prod", "wipe and seed")
-    seed_module.ensure_not_production("livekit_prod", "wipe and seed", force=True)
-    seed_module.ensure_not_production("livekit_conference", "wipe and seed")
+        ensure_not_production("livekit_prod", "wipe and seed")
+    ensure_not_production("livekit_prod", "wipe and seed", force=True)
+    ensure_not_production("livekit_conference", "wipe and seed")
 
 
 async def test_the_cli_refuses_a_production_environment_and_seeds_with_force(

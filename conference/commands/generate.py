@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from tqdm import tqdm
 
+from conference.devdata.generate import DEFAULT_BATCH_SIZE, GenerateProgress
+from conference.devdata.generate import generate as generate_data
 from conference.errors import ConferenceError
-from conference.generate import DEFAULT_BATCH_SIZE, GenerateProgress
-from conference.generate import generate as generate_data
 
 
 async def generate(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from conference.devdata.seed import seed as seed_database
 from conference.errors import ConferenceError
-from conference.seed import seed as seed_database
 
 
 async def seed(force: bool = False) -> None:

@@ -5,8 +5,11 @@ recording and the analytics events that tell their story.
 :func:`seed` replaces the conference data with it in one transaction, so a
 failure leaves the previous data as it was; :func:`seed_if_empty` seeds only
 an empty database and never overwrites. :func:`seed` refuses a database
-that looks like production unless forced (see :func:`ensure_not_production`);
-:func:`seed_if_empty` leaves one alone.
+that looks like production unless forced (see
+:func:`~conference.devdata.target.ensure_not_production`); :func:`seed_if_empty`
+leaves one alone. Both take the same optional ``database`` as
+:mod:`conference.queries` and :mod:`conference.ingest` (default: the engine of
+``piccolo_conf``) and write in its :meth:`~conference.db.Database.transaction`.
 
 Times are relative to "now": one meeting ended yesterday, two are in
 progress. The data obeys the rules real data obeys: a participant leaves
@@ -16,7 +19,7 @@ the participant it is about, at the moment of the join or leave.
 
 Example::
 
-    from conference.seed import seed
+    from conference.devdata.seed import seed
 
     result = await seed()
     print(result.table())
@@ -27,23 +30,28 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from piccolo.engine.postgres import PostgresEngine
-from piccolo.table import Table
-
-from conference.errors import ProductionDatabaseError
-from conference.events import (
+from conference.db import Database, get_database
+from conference.devdata.events import (
     EventType,
     egress_json,
     participant_json,
     room_json,
+    unix_ms,
     webhook_json,
     webhook_parts,
 )
-from conference.settings import Settings, get_settings
+from conference.devdata.target import (
+    TableRows,
+    count_rows,
+    current_database,
+    ensure_not_production,
+    truncate_sql,
+)
+from conference.errors import ProductionDatabaseError
 from conference.tables import AnalyticsEvent, Meeting, Participant, Recording, RecordingStatus
 
 logger = logging.getLogger(__name__)
@@ -55,9 +63,6 @@ SEED_ROOM_NAMES: tuple[str, ...] = (
     "design-review",
     "customer-onboarding-acme",
 )
-
-#: The conference tables, parents first (the order to insert in).
-CONFERENCE_TABLES: tuple[type[Table], ...] = (Meeting, Participant, Recording, AnalyticsEvent)
 
 # pg_advisory_xact_lock key shared by every writer of seed data, so that two
 # `make run` started together cannot both find the tables empty and both
@@ -95,23 +100,8 @@ class SeedResult:
         return "\n".join(lines)
 
 
-@dataclass
-class SeedRows:
-    """The rows a seed inserts, per table, parents before children."""
-
-    meetings: list[Meeting] = field(default_factory=list)
-    participants: list[Participant] = field(default_factory=list)
-    recordings: list[Recording] = field(default_factory=list)
-    analytics: list[AnalyticsEvent] = field(default_factory=list)
-
-    def by_table(self) -> list[tuple[type[Table], list[Any]]]:
-        """``(table, rows)`` in insertion order."""
-        return [
-            (Meeting, self.meetings),
-            (Participant, self.participants),
-            (Recording, self.recordings),
-            (AnalyticsEvent, self.analytics),
-        ]
+class SeedRows(TableRows[Any]):
+    """The rows a seed inserts (Piccolo table instances), per table."""
 
 
 # --- The data ---------------------------------------------------------------
@@ -258,7 +248,7 @@ def build_seed_rows(now: datetime) -> SeedRows:
             )
         )
         events = _Events(rows, meeting_id, plan.room_name)
-        room = room_json(plan.sid, plan.room_name, _ms(started))
+        room = room_json(plan.sid, plan.room_name, unix_ms(started))
         events.add(None, EventType.room_started, started, room=room)
 
         for person in plan.people:
@@ -276,13 +266,13 @@ def build_seed_rows(now: datetime) -> SeedRows:
                     metadata=_participant_metadata(person),
                 )
             )
-            info = participant_json(person.sid, person.identity, person.name, _ms(joined))
+            info = participant_json(person.sid, person.identity, person.name, unix_ms(joined))
             events.add(
                 participant_id, EventType.participant_joined, joined, room=room, participant=info
             )
             if left is not None:
                 info = participant_json(
-                    person.sid, person.identity, person.name, _ms(joined), "CLIENT_INITIATED"
+                    person.sid, person.identity, person.name, unix_ms(joined), "CLIENT_INITIATED"
                 )
                 events.add(
                     participant_id, EventType.participant_left, left, room=room, participant=info
@@ -336,9 +326,9 @@ def _add_recording(
             plan.sid,
             plan.room_name,
             status.value,
-            _ms(started),
-            _ms(at),
-            ended_ms=_ms(completed) if final else None,
+            unix_ms(started),
+            unix_ms(at),
+            ended_ms=unix_ms(completed) if final else None,
             location=path if final else None,
             size=file_size,
             duration=duration,
@@ -371,7 +361,7 @@ class _Events:
                 participant_id=participant_id,
                 event_type=event_type.value,
                 event_data=webhook_json(
-                    event_type.value, event_id, _ms(at), webhook_parts(**parts)
+                    event_type.value, event_id, unix_ms(at), webhook_parts(**parts)
                 ),
                 created_at=at,
             )
@@ -387,43 +377,12 @@ def _participant_metadata(person: _Person) -> dict[str, str]:
     return metadata
 
 
-def _ms(moment: datetime) -> int:
-    return round(moment.timestamp() * 1000)
-
-
 # --- Writing it -------------------------------------------------------------
 
 
-def ensure_not_production(
-    database: str, action: str, force: bool = False, settings: Settings | None = None
-) -> None:
-    """
-    Raise :class:`ProductionDatabaseError` if ``database`` looks like
-    production: its name contains ``prod`` (any case), or
-    ``CONFERENCE_ENV=production``. ``force=True`` skips the check.
-
-    :param database:
-        The database's name (``current_database()``).
-    :param action:
-        What would happen to it, for the message: ``"wipe and seed"``.
-    """
-    if force:
-        return
-    settings = settings or get_settings()
-    reasons = []
-    if settings.production:
-        reasons.append("CONFERENCE_ENV is 'production'")
-    if "prod" in database.lower():
-        reasons.append(f"its name {database!r} contains 'prod'")
-    if reasons:
-        raise ProductionDatabaseError(
-            f"refusing to {action} database {database!r}: it looks like production "
-            f"({' and '.join(reasons)}). If it really is a development or throwaway "
-            "database, run again with --force (force=True from Python)"
-        )
-
-
-async def seed(force: bool = False, *, now: datetime | None = None) -> SeedResult:
+async def seed(
+    force: bool = False, *, now: datetime | None = None, database: Database | None = None
+) -> SeedResult:
     """
     Replace all conference data with the development data, in one
     transaction: if anything fails, the previous data stays.
@@ -432,79 +391,64 @@ async def seed(force: bool = False, *, now: datetime | None = None) -> SeedResul
         Seed even a database that looks like production.
     :param now:
         The moment the data is relative to (default: the current time).
+    :param database:
+        Default: the engine of ``piccolo_conf`` (:func:`conference.db.get_database`).
     """
-    engine = _engine()
-    database = await current_database()
-    ensure_not_production(database, "wipe and seed", force=force)
+    database = database or get_database()
+    name = await current_database(database)
+    ensure_not_production(name, "wipe and seed", force=force)
     rows = build_seed_rows(now or datetime.now(UTC))
-    async with engine.transaction():
-        await _lock()
-        # TRUNCATE is transactional in PostgreSQL: a rollback brings the
-        # rows back. Without CASCADE, a table of another app that references
-        # these makes it fail instead of being emptied too.
-        names = ", ".join(table._meta.tablename for table in reversed(CONFERENCE_TABLES))
-        await Meeting.raw(f"TRUNCATE {names}")
-        await _insert(rows)
-        counts = await _counts()
-    logger.info("seeded %s: %s", database, counts)
-    return SeedResult(database=database, counts=counts)
+    async with database.transaction():
+        await _lock(database)
+        await database.query(truncate_sql())
+        await _insert(rows, database)
+        counts = await count_rows(database)
+    logger.info("seeded %s: %s", name, counts)
+    return SeedResult(database=name, counts=counts)
 
 
-async def seed_if_empty(*, now: datetime | None = None) -> SeedResult | None:
+async def seed_if_empty(
+    *, now: datetime | None = None, database: Database | None = None
+) -> SeedResult | None:
     """
-    Seed the development data if all four conference tables are empty;
+    Seed the development data if all the conference tables are empty;
     otherwise, or if the database looks like production, change nothing and
     return ``None`` (the reason is logged). For ``make run``.
 
     :param now:
         The moment the data is relative to (default: the current time).
+    :param database:
+        Default: the engine of ``piccolo_conf`` (:func:`conference.db.get_database`).
     """
-    engine = _engine()
-    database = await current_database()
+    database = database or get_database()
+    name = await current_database(database)
     try:
-        ensure_not_production(database, "seed")
+        ensure_not_production(name, "seed")
     except ProductionDatabaseError as refusal:
         logger.warning("not seeding: %s", refusal)
         return None
     rows = build_seed_rows(now or datetime.now(UTC))
-    async with engine.transaction():
-        await _lock()
-        counts = await _counts()
+    async with database.transaction():
+        await _lock(database)
+        counts = await count_rows(database)
         if any(counts.values()):
-            logger.info("not seeding %s: conference tables hold rows %s", database, counts)
+            logger.info("not seeding %s: conference tables hold rows %s", name, counts)
             return None
-        await _insert(rows)
-        counts = await _counts()
-    logger.info("seeded %s: %s", database, counts)
-    return SeedResult(database=database, counts=counts)
+        await _insert(rows, database)
+        counts = await count_rows(database)
+    logger.info("seeded %s: %s", name, counts)
+    return SeedResult(database=name, counts=counts)
 
 
-def _engine() -> PostgresEngine:
-    engine = Meeting._meta.db
-    assert isinstance(engine, PostgresEngine)
-    return engine
+async def _lock(database: Database) -> None:
+    await database.query(f"SELECT pg_advisory_xact_lock({SEED_LOCK_KEY})")
 
 
-async def current_database() -> str:
-    """The name of the database the conference tables live in."""
-    rows = await Meeting.raw("SELECT current_database() AS name")
-    return str(rows[0]["name"])
-
-
-async def _lock() -> None:
-    await Meeting.raw(f"SELECT pg_advisory_xact_lock({SEED_LOCK_KEY})")
-
-
-async def _insert(rows: SeedRows) -> None:
+async def _insert(rows: SeedRows, database: Database) -> None:
+    # The ORM renders each table's multi-row INSERT; ``database`` runs it,
+    # so the rows go where the caller said, in its transaction.
     for table, table_rows in rows.by_table():
         if table_rows:
-            await table.insert(*table_rows)
-
-
-async def _counts() -> dict[str, int]:
-    selects = ", ".join(
-        f"(SELECT count(*) FROM {table._meta.tablename}) AS {table._meta.tablename}"
-        for table in CONFERENCE_TABLES
-    )
-    rows = await Meeting.raw(f"SELECT {selects}")
-    return {name: int(value) for name, value in rows[0].items()}
+            for statement in table.insert(*table_rows).querystrings:
+                sql, args = statement.compile_string(engine_type="postgres")
+                await database.query(sql, *args)

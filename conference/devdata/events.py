@@ -4,8 +4,8 @@ event name in ``event_type`` and the webhook body (LiveKit's protobuf JSON,
 camelCase, 64-bit integers as strings) in ``event_data``.
 
 The builders below write compact bodies with the fields LiveKit sends that
-matter here, so that rows written by :mod:`conference.seed` and
-:mod:`conference.generate` read like those recorded from real webhooks.
+matter here, so that rows written by :mod:`conference.devdata.seed` and
+:mod:`conference.devdata.generate` read like those recorded from real webhooks.
 They take and return JSON text, not dicts: the generator calls them millions
 of times, and a part shared by several events (a room, a participant) is
 serialised once.
@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from enum import Enum
 
 
@@ -48,6 +49,11 @@ EGRESS_STATUS = {
     "aborted": "EGRESS_ABORTED",
     "limit_reached": "EGRESS_LIMIT_REACHED",
 }
+
+
+def unix_ms(moment: datetime) -> int:
+    """``moment`` (an aware datetime) in Unix milliseconds, as the builders take times."""
+    return round(moment.timestamp() * 1000)
 
 
 def _text(value: str) -> str:
