@@ -20,6 +20,15 @@ class DatabaseUnavailable(ConferenceError):
     """The database server cannot be reached, or refused the connection."""
 
 
+class DatabaseBusy(DatabaseUnavailable):
+    """
+    No pooled connection became free within ``DATABASE_POOL_ACQUIRE_TIMEOUT``
+    (every connection was busy, or a new one took too long to open); the
+    work was not started. Retry after a moment (HTTP: 503 with
+    ``Retry-After``), or raise ``DATABASE_POOL_MAX_SIZE``.
+    """
+
+
 class DatabaseError(ConferenceError):
     """
     PostgreSQL rejected a statement. ``sqlstate`` is its error code;

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Most connections the pool of conference.db.start_pool() opens.",
     )
+    database_pool_acquire_timeout: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "Seconds a caller waits for a pooled connection before "
+            "conference.errors.DatabaseBusy (webhooks: 503, LiveKit retries)."
+        ),
+    )
     database_pool_min_size: int = Field(
         default=1,
         ge=0,
