@@ -36,7 +36,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.defaults.uuid import UUID7 as PiccoloUUID7
 from piccolo.columns.readable import Readable
-from piccolo.constraints import Check
+from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
 
@@ -232,7 +232,75 @@ class Erasure(Table, tablename="erasures"):
     erasures_scope_is_object = Check("jsonb_typeof(scope) = 'object'")
 
 
+# --- Usage rollups (conference.reports) ---------------------------------------
+#
+# Derived from the four conference tables by conference.reports.refresh();
+# never written by anything else. "" as a room name is the all-rooms series
+# (meetings forbid a blank room name, so it cannot collide with a room).
+
+
+class ReportState(Table, tablename="report_state"):
+    """Where the rollups stand: one row, written by each refresh."""
+
+    #: Everything up to this moment is in the rollups; running meetings count up to it.
+    as_of = Timestamptz(null=False, default=None)
+    #: pg_snapshot_xmin of the refresh's snapshot: rows written by transactions
+    #: from this one on may be new to the rollups.
+    snapshot_xmin = BigInt(null=False, default=0)
+    #: Analytics keys (uuidv7, time-ordered) below this were all seen.
+    analytics_floor = UUID(null=False, default=None)
+    #: The relfilenodes of the conference tables: a TRUNCATE changes them.
+    filenodes = Varchar(length=255, null=False, default=None)
+    refreshed_at = Timestamptz(null=False, default=TimestamptzNow())
+
+
+class ReportMeeting(Table, tablename="report_meetings"):
+    """
+    What the last refresh knew of one meeting: its room and the time span of
+    all its rows (so a change can find every hour it touched before).
+    """
+
+    meeting_id = UUID(primary_key=True, default=None)
+    room_name = Varchar(length=255, null=False, default=None, index=True)
+    created_at = Timestamptz(null=False, default=None)
+    span_start = Timestamptz(null=False, default=None)
+    #: Null while a participant session or a recording is still running.
+    span_end = Timestamptz(null=True, default=None, index=True)
+    sessions = Integer(null=False, default=0)
+    recordings = Integer(null=False, default=0)
+
+
+class ReportHour(Table, tablename="report_hours"):
+    """The usage of one room (or all rooms: ``""``) in one UTC hour."""
+
+    hour = Timestamptz(null=False, default=None)
+    room_name = Varchar(length=255, null=False, default=None)
+    meetings_started = Integer(null=False, default=0)
+    participant_sessions = Integer(null=False, default=0)
+    #: Participant time in microseconds (exact; minutes = / 60e6).
+    participant_us = BigInt(null=False, default=0)
+    peak_participants = Integer(null=False, default=0)
+    #: Recording time in microseconds.
+    recording_us = BigInt(null=False, default=0)
+
+    report_hours_room_hour = Unique(["room_name", "hour"])
+
+
+class ReportEventHour(Table, tablename="report_event_hours"):
+    """Analytics events of one type in one room (or ``""``) in one UTC hour."""
+
+    hour = Timestamptz(null=False, default=None)
+    room_name = Varchar(length=255, null=False, default=None)
+    event_type = Varchar(length=64, null=False, default=None)
+    events = BigInt(null=False, default=0)
+
+    report_event_hours_room_hour_type = Unique(["room_name", "hour", "event_type"])
+
+
 TABLES: list[type[Table]] = [Meeting, Participant, Recording, AnalyticsEvent]
 
 #: Tables of this app that are not conference data: records about it.
 RECORD_TABLES: list[type[Table]] = [Erasure]
+
+#: The usage rollups: derived data, rebuilt from TABLES by conference.reports.
+REPORT_TABLES: list[type[Table]] = [ReportState, ReportMeeting, ReportHour, ReportEventHour]
