@@ -10,9 +10,11 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig, Command
 
+from conference.commands.erase import erase
 from conference.commands.generate import generate
 from conference.commands.migrate import migrate
 from conference.commands.replay import replay
+from conference.commands.retention import retention
 from conference.commands.run import run
 from conference.commands.seed import seed
 from conference.commands.status import status
@@ -32,5 +34,7 @@ APP_CONFIG = AppConfig(
         Command(verify),
         Command(seed),
         Command(generate),
+        Command(retention),
+        Command(erase),
     ],
 )
