@@ -22,6 +22,8 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from conference import db
 from conference.admin import check_production_settings, create_admin_app
+from conference.logs import RequestLogMiddleware, configure_logging
+from conference.metrics import MetricsMiddleware, metrics_routes
 from conference.migrations import auto_migrate
 from conference.settings import Settings, get_settings
 from conference.webhooks import webhook_routes
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """
     settings = settings or get_settings()
     check_production_settings(settings)
+    configure_logging(settings)  # LOG_FORMAT, LOG_LEVEL
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -86,9 +89,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *webhook_routes(settings),
+        *metrics_routes(settings),
         Mount("/admin/", create_admin_app(settings)),
     ]
-    middleware = []
+    # Outermost first: every request gets an id, a log line and its counts.
+    middleware = [Middleware(RequestLogMiddleware), Middleware(MetricsMiddleware)]
     if settings.allowed_host_list:
         middleware.append(
             Middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_host_list)

@@ -48,6 +48,7 @@ import asyncpg
 
 from conference import replicas
 from conference.db import Database
+from conference.metrics import timed_query
 from conference.tables import RecordingStatus
 
 #: Rows per page unless told otherwise.
@@ -108,6 +109,7 @@ def active_participants_query(meeting_id: UUID) -> Query:
     return Query(_ACTIVE_PARTICIPANTS, (meeting_id,))
 
 
+@timed_query
 async def active_participants(
     meeting_id: UUID, *, database: Database | None = None
 ) -> list[ActiveParticipant]:
@@ -170,6 +172,7 @@ def active_meetings_query(
     return Query(_ACTIVE_MEETINGS_IN_ROOM, (room_name, limit))
 
 
+@timed_query
 async def active_meetings(
     room_name: str | None = None,
     *,
@@ -264,6 +267,7 @@ def event_timeline_query(
     return Query(sql, tuple(args))
 
 
+@timed_query
 async def event_timeline(
     meeting_id: UUID,
     since: datetime | None = None,
@@ -416,6 +420,7 @@ def recordings_by_status_query(
     return Query(_RECORDINGS_AFTER_STARTED, (value, after.started_at, after.id, limit + 1))
 
 
+@timed_query
 async def recordings_by_status(
     status: RecordingStatus | str,
     *,
@@ -511,6 +516,7 @@ def meeting_stats_query(meeting_id: UUID) -> Query:
     return Query(_MEETING_STATS, (meeting_id,))
 
 
+@timed_query
 async def meeting_stats(
     meeting_id: UUID, *, database: Database | None = None
 ) -> MeetingStats | None:

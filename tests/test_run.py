@@ -1,0 +1,61 @@
+"""
+``piccolo conference run`` (``make run``): it migrates only when
+AUTO_MIGRATE says so, like the app's own lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from tests.support import LiveServer
+
+PRODUCTION = {
+    "CONFERENCE_ENV": "production",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "ADMIN_PASSWORD": "correct-horse-battery-staple-9",
+}
+
+
+async def test_run_in_production_leaves_migrations_to_the_release_step(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    live = LiveServer(fresh_database_url, env=PRODUCTION, state_dir=tmp_path, via_run=True)
+    try:
+        await asyncio.to_thread(live.wait_until_serving)
+        ready = await asyncio.to_thread(httpx.get, f"{live.base_url}/readyz", timeout=10)
+        output = live.output()
+    finally:
+        live.close()
+
+    assert "pending, not applied (AUTO_MIGRATE is off)" in output
+    assert ready.status_code == 503
+    assert "migration(s) pending" in ready.json()["reason"]
+    connection = await asyncpg.connect(fresh_database_url)
+    try:
+        assert await connection.fetchval("SELECT to_regclass('meetings')") is None
+    finally:
+        await connection.close()
+
+
+def test_run_migrates_when_auto_migrate_is_set_even_in_production(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    live = LiveServer(
+        fresh_database_url,
+        env={**PRODUCTION, "AUTO_MIGRATE": "true"},
+        state_dir=tmp_path,
+        via_run=True,
+    )
+    try:
+        live.wait_until_serving(timeout=120)
+        ready = httpx.get(f"{live.base_url}/readyz", timeout=10)
+        output = live.output()
+    finally:
+        live.close()
+
+    assert "Migrations: applied " in output
+    assert ready.status_code == 200, ready.text
