@@ -91,8 +91,6 @@ def run(
         if pending:
             print("Seed: skipped, the database is not migrated.")
         else:
-            from conference.devdata.seed import seed_if_empty
-
             seeded = run_sync(seed_if_empty())
             if seeded is None:
                 print("Seed: the database already has conference data; left as it is.")
