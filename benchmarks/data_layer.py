@@ -310,6 +310,7 @@ async def _prepare_database(
     seconds spent generating (``None`` when reused).
     """
     from conference.devdata.generate import GenerateProgress, generate
+    from conference.devdata.target import table_names
     from conference.migrations import run_migrations
 
     await run_migrations()
@@ -342,15 +343,13 @@ async def _prepare_database(
             if not quiet:
                 bar.close()
             # Index-only scans need the visibility map that VACUUM sets.
-            await connection.execute(
-                "VACUUM (ANALYZE) meetings, participants, recordings, analytics"
-            )
+            await connection.execute("VACUUM (ANALYZE) " + ", ".join(table_names()))
             generated_seconds = time.perf_counter() - started
             marker = _marker(meetings, seed).replace("'", "''")
             await connection.execute(f"COMMENT ON DATABASE {_current(url)} IS '{marker}'")
         counts = {
             table: int(await connection.fetchval(f"SELECT count(*) FROM {table}"))
-            for table in ("meetings", "participants", "recordings", "analytics")
+            for table in table_names()
         }
     finally:
         await connection.close()

@@ -297,6 +297,12 @@ class ReportEventHour(Table, tablename="report_event_hours"):
     report_event_hours_room_hour_type = Unique(["room_name", "hour", "event_type"])
 
 
+#: The conference data: the four LiveKit tables, parents first (the order to
+#: insert or COPY in; reversed, to delete or truncate in). The one list of
+#: them: seed, generate, the tests and the benchmarks derive theirs from it
+#: (``conference.devdata.target.table_names()``). Tables that are not
+#: LiveKit data (records, rollups) get lists of their own below, which seed
+#: and generate never touch; ``piccolo_app`` registers every list.
 TABLES: list[type[Table]] = [Meeting, Participant, Recording, AnalyticsEvent]
 
 #: Tables of this app that are not conference data: records about it.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from conference.devdata.target import table_names
 from conference.tables import RecordingStatus
 
 FINISHED_STATUSES = ", ".join(
@@ -140,9 +141,9 @@ async def latest_time(connection: asyncpg.Connection) -> object:
 
 
 async def table_dump(connection: asyncpg.Connection) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of the four conference tables, in id order."""
+    """Every row of the conference tables (``tables.TABLES``), in id order."""
     dump = {}
-    for table in ("meetings", "participants", "recordings", "analytics"):
+    for table in table_names():
         rows = await connection.fetch(f"SELECT * FROM {table} ORDER BY id")
         dump[table] = [tuple(row) for row in rows]
     return dump

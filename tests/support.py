@@ -20,13 +20,15 @@ import asyncpg
 
 from conference import embedded
 from conference.engine import create_database_if_missing, with_database
+from conference.piccolo_app import APP_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA_DIR = ROOT / ".local" / "test-pgdata"
 PICCOLO = str(Path(sys.executable).parent / "piccolo")
 
-#: Every table of the conference app: its data, then the erasure records.
-CONFERENCE_TABLES = ("meetings", "participants", "recordings", "analytics", "erasures")
+#: Every table the conference app registers (``tables.TABLES``, the LiveKit
+#: data, then the other lists of ``tables.py``), by name: what a test empties.
+CONFERENCE_TABLES = tuple(table._meta.tablename for table in APP_CONFIG.table_classes)
 
 
 def test_server_url() -> str:

@@ -17,6 +17,7 @@ import pytest
 from conference.devdata.generate import GenerateProgress, generate
 from conference.devdata.seed import build_seed_rows
 from conference.devdata.synthetic import SyntheticData
+from conference.devdata.target import truncate_sql
 from conference.errors import DatabaseNotEmpty, ProductionDatabaseError
 from conference.settings import get_settings
 from conference.tables import RecordingStatus
@@ -143,7 +144,7 @@ async def test_generate_reports_progress_after_each_batch(connection: asyncpg.Co
 async def test_the_cli_generates_and_prints_a_summary(
     connection: asyncpg.Connection, database_url: str
 ) -> None:
-    await connection.execute("TRUNCATE meetings CASCADE")
+    await connection.execute(truncate_sql())
     args = ["--meetings=20", "--seed=3", "--days=1", f"--until={UNTIL.isoformat()}"]
 
     done = support.run_piccolo(["conference", "generate", *args], database_url)

@@ -17,10 +17,11 @@ import pytest
 
 from conference import db, queries
 from conference.devdata.generate import generate
+from conference.devdata.target import table_names
 from conference.queries import Query, RecordingCursor, TimelineCursor
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-CONFERENCE_TABLES = ("meetings", "participants", "recordings", "analytics")
+CONFERENCE_TABLES = table_names()
 
 
 @pytest.fixture
