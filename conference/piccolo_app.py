@@ -11,6 +11,7 @@ from pathlib import Path
 from piccolo.conf.apps import AppConfig, Command
 
 from conference.commands.erase import erase
+from conference.commands.erd import erd
 from conference.commands.generate import generate
 from conference.commands.migrate import migrate
 from conference.commands.replay import replay
@@ -36,5 +37,6 @@ APP_CONFIG = AppConfig(
         Command(generate),
         Command(retention),
         Command(erase),
+        Command(erd),
     ],
 )

@@ -1,0 +1,45 @@
+"""``piccolo conference erd``: the schema as a Mermaid diagram, for README.md."""
+
+from __future__ import annotations
+
+import sys
+
+from conference import erd as diagrams
+from conference.tables import TABLES
+
+
+def erd(write: bool = False, all_tables: bool = False) -> None:
+    """
+    Print the Mermaid erDiagram of the conference tables, generated from
+    conference/tables.py (GitHub draws it). tests/test_erd.py fails when
+    README.md's copy no longer matches the tables.
+
+    :param write:
+        Redraw the diagram in README.md instead of printing it.
+    :param all_tables:
+        Every table of the app (erasure records, report rollups too), not
+        only the four conference tables. Not with --write.
+    """
+    if all_tables:
+        from conference.piccolo_app import APP_CONFIG
+
+        tables = list(APP_CONFIG.table_classes)
+    else:
+        tables = list(TABLES)
+    if not write:
+        print(diagrams.markdown_block(tables), end="")
+        return
+    if all_tables:
+        print(
+            "conference: error: README.md shows the four conference tables; "
+            "drop --all_tables to redraw it",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    try:
+        text = diagrams.README.read_text()
+        diagrams.README.write_text(diagrams.redraw(text, tables))
+    except (OSError, ValueError) as error:
+        print(f"conference: error: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(f"Redrew the diagram in {diagrams.README}.")
