@@ -1,0 +1,301 @@
+"""
+Losing the primary, on real PostgreSQL 18 (``tests/replication.py``): a
+primary and a ``pg_basebackup`` standby, the real app under uvicorn with a
+multi-host ``DATABASE_URL`` receiving signed LiveKit webhooks, the primary
+killed with SIGKILL and the standby promoted with ``pg_ctl promote``.
+
+With a synchronous standby, every webhook answered 200 before, during and
+after is on the promoted server, the app finds it by itself, and the gap is
+answered 503 (LiveKit retries). Without one, what the standby had not
+received when the primary died is gone: the asynchronous test makes that
+lag large on purpose (the standby is down while webhooks are acknowledged)
+to show exactly what is lost. The recovery times measured here are in
+docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from conference.db import Database
+from conference.engine import ConferenceEngine, url_hosts, validate_database_url
+from conference.errors import ConfigurationError, DatabaseUnavailable
+from tests import support
+from tests.replication import StreamingReplica
+from tests.support import LiveServer
+from tests.webhook_sessions import WEBHOOK_ENV, Recorded, product_sync, sign
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the app may take, after ``pg_ctl promote`` returns, to answer 200 again.
+RECOVERY_BOUND = 10.0
+
+#: Seconds between the primary's death and the promotion: an HA manager's
+#: detection time (Patroni's is its ``ttl``, 30 s by default; shortened here).
+DETECTION_DELAY = 1.0
+
+
+# --- Multi-host URLs --------------------------------------------------------
+
+
+def test_a_multi_host_url_that_asks_for_the_primary_is_accepted() -> None:
+    tcp = "postgresql://app:secret@db1:5432,db2:5433/livekit_conference?target_session_attrs=read-write"
+    sockets = "postgresql://postgres@/livekit_conference?host=/run/pg1,/run/pg2&target_session_attrs=primary"
+
+    assert validate_database_url(tcp) == tcp
+    assert validate_database_url(sockets) == sockets
+    assert url_hosts(tcp) == ["db1:5432", "db2:5433"]
+    assert url_hosts(sockets) == ["/run/pg1", "/run/pg2"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://app@db1:5432,db2:5432/conference", "add target_session_attrs=read-write"),
+        (
+            "postgresql://app@db1,db2/conference?target_session_attrs=standby",
+            "target_session_attrs=standby",
+        ),
+        (
+            "postgresql://app@db1:5432,db2:x/conference?target_session_attrs=read-write",
+            "port 'x' of host 'db2:x' is not a number",
+        ),
+    ],
+)
+def test_a_multi_host_url_that_could_reach_a_standby_is_refused(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        validate_database_url(url)
+
+
+# --- The drills ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def pair(cluster_root: Path) -> AsyncIterator[StreamingReplica]:
+    """
+    A primary with a migrated database and a streaming standby of it, of
+    this test alone (it kills the primary); both gone after the test.
+    """
+    root = cluster_root / f"failover-{uuid.uuid4().hex[:8]}"
+    root.mkdir()
+    pair = StreamingReplica(root)
+    try:
+        pair.database_url = await support.create_database(pair.server_url)
+        pair.create_replica()
+        # The migration runner through the multi-host URL: it finds the primary.
+        support.run_piccolo(["migrations", "forwards", "all"], pair.failover_url())
+        yield pair
+    finally:
+        pair.close()
+
+
+@pytest.fixture
+def app(pair: StreamingReplica, tmp_path: Path) -> Iterator[LiveServer]:
+    """The real app under uvicorn, ``DATABASE_URL`` listing primary and standby."""
+    live = LiveServer(pair.failover_url(), env=WEBHOOK_ENV, state_dir=tmp_path)
+    try:
+        live.wait_until_serving()
+        yield live
+    finally:
+        live.close()
+
+
+@dataclass
+class Answer:
+    """One delivery of a webhook: sent and answered (``time.monotonic()``), and the status."""
+
+    sent_at: float
+    at: float
+    event_id: str
+    status: int
+
+
+@dataclass
+class WebhookStream:
+    """
+    Threads that deliver LiveKit room sessions to the app one event after
+    another, as LiveKit's per-room queues do, and note every answer.
+    """
+
+    base_url: str
+    answers: list[Answer] = field(default_factory=list)
+    sent: dict[str, Recorded] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self, senders: int = 2) -> None:
+        for number in range(senders):
+            thread = threading.Thread(target=self._send, args=(number,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def ok(self) -> list[Answer]:
+        return [answer for answer in self.answers if answer.status == 200]
+
+    def wait_for_oks(self, count: int, after: float = 0.0, timeout: float = 30.0) -> float:
+        """Wait for ``count`` 200s to webhooks sent after ``after``; the time of the first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            oks = [answer.at for answer in self.ok() if answer.sent_at > after]
+            if len(oks) >= count:
+                return min(oks)
+            time.sleep(0.02)
+        raise AssertionError(
+            f"fewer than {count} webhooks answered 200 within {timeout} s; the last answers "
+            f"were {[answer.status for answer in self.answers[-10:]]}"
+        )
+
+    def _send(self, number: int) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=30) as client:
+            session = 0
+            while not self.stopping.is_set():
+                session += 1
+                for event in product_sync(tag=f"s{number}x{session}x"):
+                    if self.stopping.is_set():
+                        return
+                    self.deliver(client, event)
+
+    def deliver(self, client: httpx.Client, event: Recorded) -> None:
+        """Post one event and note the answer (0: no HTTP answer at all)."""
+        self.sent[event.event_id] = event
+        headers = {
+            "Content-Type": "application/webhook+json",
+            "Authorization": sign(
+                event.body, WEBHOOK_ENV["LIVEKIT_API_KEY"], WEBHOOK_ENV["LIVEKIT_API_SECRET"]
+            ),
+        }
+        sent_at = time.monotonic()
+        try:
+            status = client.post(
+                "/webhooks/livekit", content=event.body, headers=headers
+            ).status_code
+        except httpx.HTTPError:
+            status = 0  # no answer at all: the app itself failed
+        self.answers.append(Answer(sent_at, time.monotonic(), event.event_id, status))
+        if status != 200:
+            time.sleep(0.05)  # LiveKit backs off before retrying
+
+
+async def recorded_event_ids(url: str) -> set[str]:
+    """The webhook ids in ``analytics`` on the server of ``url``."""
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(
+            "SELECT webhook_event_id FROM analytics WHERE webhook_event_id IS NOT NULL"
+        )
+    finally:
+        await connection.close()
+    return {row["webhook_event_id"] for row in rows}
+
+
+def readiness(app: LiveServer) -> dict[str, object]:
+    response = httpx.get(f"{app.base_url}/readyz", timeout=10)
+    body: dict[str, object] = response.json()
+    body["http_status"] = response.status_code
+    return body
+
+
+def wait_until_ready(app: LiveServer, timeout: float = RECOVERY_BOUND) -> dict[str, object]:
+    """``/readyz`` once it answers 200; fail with its last answer otherwise."""
+    deadline = time.monotonic() + timeout
+    while (body := readiness(app))["http_status"] != 200:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/readyz did not answer 200 within {timeout} s: {body}")
+        time.sleep(0.1)
+    return body
+
+
+async def test_with_a_synchronous_standby_every_acknowledged_webhook_survives_the_primarys_death(
+    pair: StreamingReplica, app: LiveServer
+) -> None:
+    await pair.make_synchronous()
+    before = readiness(app)
+    assert before["http_status"] == 200 and before["host"] == f"{pair.primary_socket_dir}:5432"
+    stream = WebhookStream(app.base_url)
+    stream.start()
+    try:
+        stream.wait_for_oks(40)
+        pair.kill_primary()
+        killed_at = time.monotonic()
+        await asyncio.sleep(DETECTION_DELAY)
+        pair.promote()
+        promoted_at = time.monotonic()
+        recovered_at = stream.wait_for_oks(1, after=killed_at, timeout=RECOVERY_BOUND + 20)
+        stream.wait_for_oks(40, after=recovered_at)
+    finally:
+        stream.stop()
+
+    statuses = {answer.status for answer in stream.answers}
+    assert statuses <= {200, 503}, f"answers other than 200 and 503: {statuses}"
+    recovery = recovered_at - promoted_at
+    logger.warning(
+        "failover (synchronous): first 200 %.2f s after the kill, %.2f s after promote; "
+        "%d answered 503 in the gap",
+        recovered_at - killed_at,
+        recovery,
+        sum(answer.status == 503 for answer in stream.answers),
+    )
+    assert recovery <= RECOVERY_BOUND
+    # Every acknowledged webhook is on the promoted standby, which now
+    # takes writes; the app's /readyz names it.
+    on_new_primary = await recorded_event_ids(pair.replica_url)
+    acknowledged = {answer.event_id for answer in stream.ok()}
+    assert acknowledged - on_new_primary == set()
+    after = readiness(app)
+    assert after["http_status"] == 200 and after["host"] == f"{pair.replica_socket_dir}:5432"
+    # LiveKit retries what got 503: once redelivered, nothing is missing.
+    retries = WebhookStream(app.base_url)
+    with httpx.Client(base_url=app.base_url, timeout=30) as client:
+        for event_id in sorted(set(stream.sent) - acknowledged):
+            retries.deliver(client, stream.sent[event_id])
+    assert {answer.status for answer in retries.answers} <= {200}
+    assert set(stream.sent) <= await recorded_event_ids(pair.replica_url)
+
+
+async def test_without_a_synchronous_standby_webhooks_it_had_not_received_are_lost(
+    pair: StreamingReplica, app: LiveServer
+) -> None:
+    stream = WebhookStream(app.base_url)
+    with httpx.Client(base_url=app.base_url, timeout=30) as client:
+        for event in product_sync(tag="streamed"):
+            stream.deliver(client, event)
+        await pair.wait_for_replay()
+        # The standby falls behind (here: it is down; in life, a slow
+        # network or disk), while the primary keeps acknowledging.
+        pair.stop_replica()
+        for event in product_sync(tag="unreplicated"):
+            stream.deliver(client, event)
+    assert {answer.status for answer in stream.answers} == {200}, app.output()[-3000:]
+    database = Database(ConferenceEngine(url=pair.failover_url(), connect_timeout=5))
+    pair.kill_primary()
+    pair.start_replica()
+    # The gap: the primary is gone, the standby not yet promoted.
+    with pytest.raises(DatabaseUnavailable):
+        await database.query("SELECT 1")
+    assert readiness(app)["http_status"] == 503
+    pair.promote()
+
+    on_new_primary = await recorded_event_ids(pair.replica_url)
+
+    streamed = {event.event_id for event in product_sync(tag="streamed")}
+    unreplicated = {event.event_id for event in product_sync(tag="unreplicated")}
+    assert streamed <= on_new_primary
+    assert unreplicated & on_new_primary == set()
+    # The app itself finds the promoted standby.
+    assert wait_until_ready(app)["host"] == f"{pair.replica_socket_dir}:5432"
