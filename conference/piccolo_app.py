@@ -16,6 +16,7 @@ from conference.commands.generate import generate
 from conference.commands.migrate import migrate
 from conference.commands.replay import replay
 from conference.commands.retention import retention
+from conference.commands.rollup import rollup
 from conference.commands.run import run
 from conference.commands.seed import seed
 from conference.commands.status import status
@@ -38,5 +39,6 @@ APP_CONFIG = AppConfig(
         Command(retention),
         Command(erase),
         Command(erd),
+        Command(rollup),
     ],
 )

@@ -7,6 +7,7 @@ generated data with meetings that span midnight.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,7 @@ from conference import reports
 from conference.devdata.generate import generate
 from conference.devdata.seed import seed
 from conference.reports.model import Report
+from tests.support import run_piccolo
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 NIGHT_ROOM = "night-shift"
@@ -270,3 +272,16 @@ async def test_refresh_inside_a_transaction_is_refused() -> None:
     async with db.transaction():
         with pytest.raises(ValueError, match="outside one"):
             await reports.refresh()
+
+
+async def test_the_rollup_command_rebuilds_then_refreshes(
+    connection: asyncpg.Connection, database_url: str
+) -> None:
+    await seed(force=True)
+
+    first = await asyncio.to_thread(run_piccolo, ["conference", "rollup"], database_url)
+    second = await asyncio.to_thread(run_piccolo, ["conference", "rollup"], database_url)
+
+    assert "Rollups rebuilt as of" in first.stdout
+    assert "Rollups refreshed as of" in second.stdout
+    assert await connection.fetchval("SELECT count(*) FROM report_hours WHERE room_name = ''") > 0
