@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from piccolo.apps.user.tables import BaseUser
-from piccolo_admin.endpoints import TableConfig, create_admin
+from piccolo_admin.endpoints import FormConfig, TableConfig, create_admin
 from piccolo_api.crud.endpoints import OrderBy
 from piccolo_api.session_auth.tables import SessionsBase
+from pydantic import BaseModel, Field
+from starlette.requests import Request
 from starlette.types import ASGIApp
 
-from conference.errors import ConfigurationError
+from conference.errors import ConferenceError, ConfigurationError
+from conference.lifecycle.erasure import erase_participant
 from conference.settings import Settings, get_settings
 from conference.tables import AnalyticsEvent, Meeting, Participant, Recording
 
@@ -121,6 +124,76 @@ def create_admin_app(settings: Settings | None = None) -> ASGIApp:
         production=settings.production,
         allowed_hosts=settings.allowed_host_list,
         auto_include_related=False,
+        forms=[erase_form()],
+    )
+
+
+# --- Erase a participant -----------------------------------------------------
+
+
+class EraseParticipant(BaseModel):
+    """The "Erase a participant" form: a preview first, then the erasure."""
+
+    identity: str = Field(description="The LiveKit participant identity, exactly as stored.")
+    room: str = Field(default="", description="Only meetings of this room (empty: all rooms).")
+    confirm: str = Field(
+        default="",
+        description=(
+            "Empty: preview what would be erased, nothing changes. "
+            "To erase, type the identity again here and submit."
+        ),
+    )
+
+
+async def erase_participant_form(request: Request, data: EraseParticipant) -> str:
+    """
+    The form's endpoint: superusers only. Without ``confirm`` it answers
+    with a dry run; with ``confirm`` equal to the identity it erases (even
+    in production: the superuser's typed confirmation is the explicit
+    consent the command asks for with ``--force``). The message shown is
+    the answer; errors are raised as ``ValueError``, which the admin shows.
+    """
+    user = request.user.user
+    if not getattr(user, "superuser", False):
+        raise ValueError("only superusers may erase participants; ask one to do it")
+    identity = data.identity.strip()
+    if not identity:
+        raise ValueError("give the identity to erase, exactly as stored")
+    confirmed = data.confirm.strip()
+    if confirmed and confirmed != identity:
+        raise ValueError(
+            "the confirmation does not match the identity; nothing was erased. Type the "
+            "identity again exactly, or leave the confirmation empty for a preview"
+        )
+    try:
+        result = await erase_participant(
+            identity,
+            erased_by=f"admin:{user.username}",
+            room=data.room.strip() or None,
+            dry_run=not confirmed,
+            force=True,
+        )
+    except ConferenceError as error:
+        raise ValueError(str(error)) from error
+    if not confirmed:
+        return (
+            f"Preview, nothing changed: erasing {identity!r} {result.describe()} "
+            "To erase, type the identity again in 'confirm' and submit."
+        )
+    return f"Erased {identity!r} (record {result.erasure_id}): {result.describe()}"
+
+
+def erase_form() -> FormConfig:
+    """The admin's "Erase a participant" form (:func:`erase_participant_form`)."""
+    return FormConfig(
+        name="Erase a participant",
+        pydantic_model=EraseParticipant,
+        endpoint=erase_participant_form,
+        description=(
+            "Deletes a participant identity's sessions and the events about them, and "
+            "scrubs it from other events (GDPR Art. 17); superusers only. Submit once "
+            "for a preview, then again with the identity typed in 'confirm'."
+        ),
     )
 
 

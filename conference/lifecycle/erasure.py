@@ -100,6 +100,23 @@ class ErasureResult:
     recordings: list[RecordingToReview] = field(default_factory=list)
     seconds: float = 0.0
 
+    def describe(self) -> str:
+        """One paragraph: what changed (or would), and the recordings to review."""
+        counts = self.counts
+        verb = "would delete" if self.dry_run else "deleted"
+        text = (
+            f"{verb} {counts['participants']:,} participant rows and "
+            f"{counts['analytics']:,} events, and "
+            f"{'would scrub' if self.dry_run else 'scrubbed'} "
+            f"{counts['analytics_scrubbed']:,} other event bodies, in {self.meetings:,} meetings."
+        )
+        if self.recordings:
+            files = ", ".join(
+                f"{r.egress_id} ({r.storage_path or 'no file path'})" for r in self.recordings
+            )
+            text += f" Recordings of those meetings to review by hand: {files}."
+        return text
+
     def table(self) -> str:
         """Rows per table as a small text table, for a terminal."""
         width = max(len(name) for name in self.counts)
