@@ -61,6 +61,7 @@ from conference.errors import (
     TransactionConflict,
     UniqueViolation,
 )
+from conference.migrations.ledger import pending_on
 from conference.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -658,8 +659,6 @@ class Database:
         )
 
     async def _probe(self) -> HealthResult:
-        from conference.migrations import pending_on  # migrations imports this module
-
         version: str | None = None
         host: str | None = None
         try:

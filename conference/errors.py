@@ -102,6 +102,19 @@ class MigrationLockTimeout(MigrationError):
     """Another process kept the migration lock longer than ``MIGRATION_LOCK_WAIT``."""
 
 
+class MigrationRefused(MigrationError):
+    """
+    A pending migration holds an operation that would block a live table
+    (or break running code) and does not acknowledge it; nothing ran. The
+    message names each and its safe recipe; ``operations`` lists them as
+    ``"app:ID: <rule> <table>[.<column>]"``.
+    """
+
+    def __init__(self, message: str, *, operations: list[str]) -> None:
+        super().__init__(message)
+        self.operations = operations
+
+
 class MigrationFailed(MigrationError):
     """
     A migration raised; its transaction was rolled back, so neither its schema

@@ -92,12 +92,22 @@ class Settings(BaseSettings):
         ),
     )
     migration_lock_timeout: float = Field(
-        default=5.0,
-        ge=0,
+        default=0.15,
+        gt=0,
         description=(
-            "PostgreSQL lock_timeout for migrations, in seconds: a migration "
-            "that cannot lock a table this fast fails instead of blocking all "
-            "traffic behind a long transaction. 0 waits forever."
+            "PostgreSQL lock_timeout of one attempt of a migration step, in "
+            "seconds: writes queued behind a step's lock request wait at most "
+            "this long; the step is then rolled back and retried with backoff "
+            "until MIGRATION_LOCK_BUDGET runs out."
+        ),
+    )
+    migration_lock_budget: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Seconds a migration step keeps retrying its locks (and the longest "
+            "a CONCURRENTLY build or VALIDATE waits for older transactions) "
+            "before the run stops; the steps done so far are kept."
         ),
     )
     migration_statement_timeout: float = Field(
