@@ -175,6 +175,17 @@ class ScratchProject:
             stderr=subprocess.DEVNULL,
         )
 
+    def start_captured(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        """``piccolo ARGS`` in the background, its output kept for the test."""
+        return subprocess.Popen(
+            [PICCOLO, *args],
+            cwd=self.root,
+            env=self.environment(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def migrate(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         result = self.piccolo("conference", "migrate", *args, **env)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -420,14 +431,7 @@ async def test_a_step_blocked_by_a_long_transaction_retries_without_holding_writ
         await blocker.fetch("SELECT * FROM scratch_gadgets")
         blocker_pid = blocker.get_server_pid()
 
-        runner = subprocess.Popen(
-            [PICCOLO, "conference", "migrate"],
-            cwd=migrated.root,
-            env=migrated.environment(MIGRATION_LOCK_TIMEOUT="0.1"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        runner = migrated.start_captured("conference", "migrate", MIGRATION_LOCK_TIMEOUT="0.1")
         try:
             await _wait_for(
                 migrated.database_url,
@@ -439,9 +443,7 @@ async def test_a_step_blocked_by_a_long_transaction_retries_without_holding_writ
             # most one attempt, far below this writer's own lock_timeout.
             await writer.execute("SET lock_timeout = '3s'")
             for number in range(30):
-                await writer.execute(
-                    "INSERT INTO scratch_gadgets VALUES ($1, 'w')", 1000 + number
-                )
+                await writer.execute("INSERT INTO scratch_gadgets VALUES ($1, 'w')", 1000 + number)
                 await asyncio.sleep(0.1)
             assert runner.poll() is None  # still retrying, not failed
         finally:
@@ -531,8 +533,7 @@ async def test_a_dry_run_prints_every_statement_including_raw_sql_and_changes_no
     # On a table an earlier migration created: built CONCURRENTLY, outside
     # a transaction, as on a live database.
     assert (
-        "CREATE INDEX CONCURRENTLY participants_meeting_id_left_at ON participants"
-        in result.stdout
+        "CREATE INDEX CONCURRENTLY participants_meeting_id_left_at ON participants" in result.stdout
     )
     assert "CREATE TABLE scratch_gadgets (id int PRIMARY KEY, name text);" in result.stdout
     assert "SET LOCAL lock_timeout = '150ms';" in result.stdout
