@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 from tqdm import tqdm
 
+from conference.commands.cli import exit_on_error
 from conference.devdata.generate import DEFAULT_BATCH_SIZE, GenerateProgress
 from conference.devdata.generate import generate as generate_data
-from conference.errors import ConferenceError
 
 
+@exit_on_error(ValueError)
 async def generate(
     meetings: int,
     seed: int = 1,
@@ -44,36 +45,32 @@ async def generate(
     :param force:
         Load even into a database that looks like production.
     """
+    moment = _parse_until(until)
+    # Shown from the first committed batch on, so that a refusal is not
+    # preceded by an empty bar.
+    bars: list[tqdm] = []
+
+    def progress(state: GenerateProgress) -> None:
+        if not bars:
+            bars.append(tqdm(total=meetings, unit="meeting", unit_scale=True, file=sys.stderr))
+        bar = bars[0]
+        bar.update(state.meetings_done - bar.n)
+        bar.set_postfix(analytics=f"{state.rows['analytics']:,}", refresh=False)
+
     try:
-        moment = _parse_until(until)
-        # Shown from the first committed batch on, so that a refusal is not
-        # preceded by an empty bar.
-        bars: list[tqdm] = []
-
-        def progress(state: GenerateProgress) -> None:
-            if not bars:
-                bars.append(tqdm(total=meetings, unit="meeting", unit_scale=True, file=sys.stderr))
-            bar = bars[0]
-            bar.update(state.meetings_done - bar.n)
-            bar.set_postfix(analytics=f"{state.rows['analytics']:,}", refresh=False)
-
-        try:
-            result = await generate_data(
-                meetings,
-                seed,
-                days=days,
-                until=moment,
-                batch_size=batch_size,
-                replace=replace,
-                force=force,
-                progress=progress,
-            )
-        finally:
-            for bar in bars:
-                bar.close()
-    except (ConferenceError, ValueError) as error:
-        print(f"conference: error: {error}", file=sys.stderr)
-        sys.exit(1)
+        result = await generate_data(
+            meetings,
+            seed,
+            days=days,
+            until=moment,
+            batch_size=batch_size,
+            replace=replace,
+            force=force,
+            progress=progress,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
     analytics = result.counts["analytics"]
     until_text = f"{result.until:%Y-%m-%d %H:%M} UTC"
     print(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
-from conference.errors import ConferenceError
+from conference.commands.cli import exit_on_error
 from conference.migrations import MigrationRunResult, run_migrations
 
 
+@exit_on_error
 async def migrate(dry_run: bool = False, verbose: bool = False, target: str | None = None) -> None:
     """
     Apply the pending migrations of every registered app: one process at a
@@ -22,11 +21,7 @@ async def migrate(dry_run: bool = False, verbose: bool = False, target: str | No
     :param target:
         Stop after this migration: its ID, or app:ID.
     """
-    try:
-        result = await run_migrations(dry_run=dry_run, verbose=verbose, target=target)
-    except ConferenceError as error:
-        print(f"conference: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    result = await run_migrations(dry_run=dry_run, verbose=verbose, target=target)
     print(format_result(result, verbose=verbose))
 
 

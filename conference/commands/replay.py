@@ -9,10 +9,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from conference.commands.cli import exit_on_error
 from conference.errors import ConferenceError
 from conference.settings import get_settings
 
 
+@exit_on_error
 def replay(file: str, url: str = "", fresh: bool = False) -> None:
     """
     Sign each recorded webhook event with the configured LiveKit key (the
@@ -35,21 +37,17 @@ def replay(file: str, url: str = "", fresh: bool = False) -> None:
 
     settings = get_settings()
     url = url or f"http://{settings.app_host}:{settings.app_port}{WEBHOOK_PATH}"
-    try:
-        keys = webhook_keys(settings)
-        if not keys:
-            raise ConferenceError(
-                "no LiveKit API key to sign with: set LIVEKIT_API_KEY and "
-                "LIVEKIT_API_SECRET (environment or .env), as for the app"
-            )
-        api_key, api_secret = next(iter(keys.items()))
-        bodies = load_events(Path(file))
-        if fresh:
-            bodies = with_fresh_ids(bodies)
-        result = replay_events(bodies, url, api_key, api_secret)
-    except ConferenceError as error:
-        print(f"conference: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    keys = webhook_keys(settings)
+    if not keys:
+        raise ConferenceError(
+            "no LiveKit API key to sign with: set LIVEKIT_API_KEY and "
+            "LIVEKIT_API_SECRET (environment or .env), as for the app"
+        )
+    api_key, api_secret = next(iter(keys.items()))
+    bodies = load_events(Path(file))
+    if fresh:
+        bodies = with_fresh_ids(bodies)
+    result = replay_events(bodies, url, api_key, api_secret)
     for delivery in result.deliveries:
         print(f"{delivery.status}  {delivery.answer:<10} {delivery.event:<32} {delivery.event_id}")
     print(f"{result.summary()} (signed with API key {api_key}, posted to {url})")

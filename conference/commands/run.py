@@ -12,6 +12,7 @@ from types import FrameType
 
 from piccolo.utils.sync import run_sync
 
+from conference.commands.cli import exit_on_error
 from conference.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
+@exit_on_error
 def run(
     host: str = "",
     port: int = 0,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
+from conference.commands.cli import exit_on_error
 from conference.devdata.seed import seed as seed_database
-from conference.errors import ConferenceError
 
 
+@exit_on_error
 async def seed(force: bool = False) -> None:
     """
     Replace all conference data (meetings, participants, recordings,
@@ -21,10 +20,6 @@ async def seed(force: bool = False) -> None:
         Seed even a database that looks like production; its conference
         data is deleted.
     """
-    try:
-        result = await seed_database(force=force)
-    except ConferenceError as error:
-        print(f"conference: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    result = await seed_database(force=force)
     print(f"Seeded {result.database}:")
     print(result.table())

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 from conference import db
-from conference.errors import ConferenceError
+from conference.commands.cli import exit_on_error
+from conference.errors import DatabaseUnavailable
 from conference.migrations import migration_status
 
 
+@exit_on_error
 async def status() -> None:
     """
     Show the server (version, latency) and every migration of the
@@ -18,14 +18,9 @@ async def status() -> None:
     """
     health = await db.check_connection(deadline=10.0)
     if not health.ok:
-        print(f"conference: error: {health.error}", file=sys.stderr)
-        sys.exit(1)
+        raise DatabaseUnavailable(health.error or "the database did not answer")
     print(f"PostgreSQL {health.server_version}, round trip {health.latency_ms:.1f} ms")
-    try:
-        states = await migration_status()
-    except ConferenceError as error:
-        print(f"conference: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    states = await migration_status()
     for state in states:
         if not state.has_file:
             label = "no file"

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from conference.errors import ConferenceError
+from conference.commands.cli import exit_on_error
 from conference.migrations import verify as verify_migrations
 
 
+@exit_on_error
 async def verify() -> None:
     """
     Exit 1, naming each problem, when a migration is pending, when a table
     differs from its migrations (an auto migration would not be empty), or
     when an applied migration's file changed since it ran. Exit 0 otherwise.
     """
-    try:
-        result = await verify_migrations()
-    except ConferenceError as error:
-        print(f"conference: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    result = await verify_migrations()
     for name in result.unrecorded:
         print(f"note: {name} was applied without a checksum; the next migrate records it")
     if not result.ok:
