@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 from conference import erd as diagrams
+from conference.commands.cli import exit_on_error, fail
 from conference.tables import TABLES
 
 
+@exit_on_error(OSError, ValueError)
 def erd(write: bool = False, all_tables: bool = False) -> None:
     """
     Print the Mermaid erDiagram of the conference tables, generated from
@@ -30,16 +30,6 @@ def erd(write: bool = False, all_tables: bool = False) -> None:
         print(diagrams.markdown_block(tables), end="")
         return
     if all_tables:
-        print(
-            "conference: error: README.md shows the four conference tables; "
-            "drop --all_tables to redraw it",
-            file=sys.stderr,
-        )
-        sys.exit(1)
-    try:
-        text = diagrams.README.read_text()
-        diagrams.README.write_text(diagrams.redraw(text, tables))
-    except (OSError, ValueError) as error:
-        print(f"conference: error: {error}", file=sys.stderr)
-        sys.exit(1)
+        fail("README.md shows the four conference tables; drop --all_tables to redraw it")
+    diagrams.README.write_text(diagrams.redraw(diagrams.README.read_text(), tables))
     print(f"Redrew the diagram in {diagrams.README}.")
