@@ -14,7 +14,7 @@ help:
 	@echo "make run    migrate, seed, and serve the admin on http://127.0.0.1:8000/admin/"
 	@echo "make test   run the whole test suite on a separate test database"
 	@echo "make bench  benchmarks against raw asyncpg, written to docs/benchmarks.md"
-	@echo "make lint   ruff and mypy"
+	@echo "make lint   ruff, mypy, and squawk over the SQL each migration runs"
 	@echo "make stop   stop the embedded PostgreSQL servers"
 	@echo "make clean  remove the virtualenv and all local data (asks first)"
 
@@ -42,6 +42,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m conference.migrations.lint
 
 stop: $(INSTALLED)
 	$(BIN)/python -m conference.embedded stop
