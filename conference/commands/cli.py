@@ -35,14 +35,16 @@ def fail(error: BaseException | str) -> NoReturn:
     sys.exit(1)
 
 
+# Exception classes are callables too: the overload for them comes first,
+# and it does overlap the other one (for mypy; at run time isinstance tells).
 @overload
-def exit_on_error(command: Callable[P, R], /) -> Callable[P, R]: ...
-
-
-@overload
-def exit_on_error(
+def exit_on_error(  # type: ignore[overload-overlap]
     *errors: type[Exception],
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+@overload
+def exit_on_error(command: Callable[P, R], /) -> Callable[P, R]: ...
 
 
 def exit_on_error(*args: Any) -> Any:
