@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 from tqdm import tqdm
 
-from conference.errors import ConferenceError
+from conference.commands.cli import exit_on_error
 from conference.lifecycle.erasure import ErasureProgress, ErasureResult, erase_participant
 
 
+@exit_on_error(ValueError)
 async def erase(
     identity: str,
     room: str = "",
@@ -50,23 +51,19 @@ async def erase(
         bars[0].update(state.meetings_done - bars[0].n)
 
     try:
-        try:
-            result = await erase_participant(
-                identity,
-                erased_by=f"{getpass.getuser()} (piccolo conference erase)",
-                room=room or None,
-                since=_moment("--since", since),
-                until=_moment("--until", until),
-                dry_run=dry_run,
-                force=force,
-                progress=progress,
-            )
-        finally:
-            for bar in bars:
-                bar.close()
-    except (ConferenceError, ValueError) as error:
-        print(f"conference: error: {error}", file=sys.stderr)
-        sys.exit(1)
+        result = await erase_participant(
+            identity,
+            erased_by=f"{getpass.getuser()} (piccolo conference erase)",
+            room=room or None,
+            since=_moment("--since", since),
+            until=_moment("--until", until),
+            dry_run=dry_run,
+            force=force,
+            progress=progress,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
     _report(identity, result)
 
 

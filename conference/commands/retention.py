@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import UTC, datetime
 
 from tqdm import tqdm
 
-from conference.errors import ConferenceError
+from conference.commands.cli import exit_on_error
 from conference.lifecycle.retention import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PAUSE,
@@ -20,6 +21,7 @@ from conference.lifecycle.retention import (
 from conference.settings import get_settings
 
 
+@exit_on_error(ValueError)
 async def retention(
     keep: str = "",
     before: str = "",
@@ -62,31 +64,27 @@ async def retention(
         bar.update(state.done - bar.n)
         bar.set_postfix(step=state.step, refresh=False)
 
+    cutoff = _cutoff(keep, before)
     try:
-        cutoff = _cutoff(keep, before)
-        try:
-            result = await run_retention(
-                cutoff,
-                meetings=meetings,
-                dry_run=dry_run,
-                batch_size=batch_size,
-                pause=pause,
-                force=force,
-                progress=progress,
-            )
-        finally:
-            for bar in bars:
-                bar.close()
-    except (ConferenceError, ValueError) as error:
-        print(f"conference: error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except (KeyboardInterrupt, SystemExit):
+        result = await run_retention(
+            cutoff,
+            meetings=meetings,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            pause=pause,
+            force=force,
+            progress=progress,
+        )
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print(
             "conference: interrupted; every finished batch is committed, run the same "
             "command again to continue",
             file=sys.stderr,
         )
         raise
+    finally:
+        for bar in bars:
+            bar.close()
     _report(result)
 
 
