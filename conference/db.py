@@ -20,16 +20,25 @@ The module-level functions act on the engine of ``piccolo_conf`` (``DB``),
 the one every table uses. :class:`Database` does the same for any other
 Piccolo ``PostgresEngine``.
 
-**Dead connections.** After a server restart or a network cut, an asyncpg
-pool can hand out a connection whose socket is already dead. Retrying the
-failed statement would fix that but can run a statement twice (an
-``INSERT`` whose commit reached the server just before the connection
-dropped). So the pool checks instead: a connection that has been idle for
-more than :data:`VALIDATE_AFTER_IDLE` seconds answers a ``SELECT 1`` before
-anyone gets it, and a dead one is replaced (the rest of the pool is then
-renewed too). A busy pool pays nothing; a statement is never sent twice.
-This covers ORM queries as well, because the check sits in the pool that
-Piccolo acquires from (:class:`ValidatingPool`).
+Code that needs the connection itself (``COPY``, prepared statements)
+takes it from :meth:`Database.connection`, and wraps its work in
+:meth:`Database.translate_errors` to raise conference exceptions::
+
+    database = database or db.get_database()
+    with database.translate_errors():
+        async with database.connection() as connection:
+            await connection.copy_records_to_table("analytics", records=rows)
+
+Every function of ``conference`` that reaches the database takes the same
+optional ``database`` argument (default: :func:`get_database`).
+
+**The pool.** A :class:`~conference.engine.ConferenceEngine` owns its pool
+(:class:`~conference.pool.ConferencePool`): a caller waits at most
+``DATABASE_POOL_ACQUIRE_TIMEOUT`` for a connection, then gets
+:class:`~conference.errors.DatabaseBusy`; a connection idle for a while
+proves it is alive before anyone gets it, so a server restart fails no
+statement and never sends one twice. Any database failure during an
+outage is a :class:`~conference.errors.DatabaseUnavailable`.
 """
 
 from __future__ import annotations
@@ -37,8 +46,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Generator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+    suppress,
+)
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,16 +77,25 @@ from conference.errors import (
     UniqueViolation,
 )
 from conference.migrations.ledger import pending_on
+from conference.pool import is_connection_lost
 from conference.settings import Settings, get_settings
 
+__all__ = [
+    "Database",
+    "HealthResult",
+    "check_connection",
+    "close_pool",
+    "connection",
+    "get_database",
+    "is_connection_lost",
+    "query",
+    "start_pool",
+    "transaction",
+    "translate_error",
+    "translate_errors",
+]
+
 logger = logging.getLogger(__name__)
-
-#: Seconds a pooled connection may sit idle before it must prove it is alive
-#: (HikariCP's "alive bypass window" idea: recently used means alive).
-VALIDATE_AFTER_IDLE = 1.0
-
-#: How many connections :meth:`ValidatingPool.acquire` tries before giving up.
-_ACQUIRE_ATTEMPTS = 3
 
 #: Longest statement text written to the log.
 _LOGGED_STATEMENT_LENGTH = 500
@@ -91,25 +115,6 @@ SELECT current_setting('server_version') AS version,
 
 
 # --- Errors -----------------------------------------------------------------
-
-
-def is_connection_lost(error: BaseException) -> bool:
-    """Whether ``error`` means the connection (or the server) went away."""
-    if isinstance(
-        error,
-        (
-            asyncpg.PostgresConnectionError,  # class 08, includes "connection closed"
-            asyncpg.AdminShutdownError,
-            asyncpg.CrashShutdownError,
-            asyncpg.CannotConnectNowError,
-            ConnectionError,  # reset, refused, broken pipe
-        ),
-    ):
-        return True
-    # asyncpg raises a bare InterfaceError for a closed connection or pool.
-    return isinstance(error, asyncpg.InterfaceError) and (
-        "closed" in str(error) or "closing" in str(error)
-    )
 
 
 def _key_columns(detail: str | None) -> str | None:
@@ -225,106 +230,6 @@ def translate_error(error: BaseException, url: str | None = None) -> ConferenceE
             **facts,
         )
     return DatabaseError(f"{error} (SQLSTATE {sqlstate})", **facts)
-
-
-# --- The pool ---------------------------------------------------------------
-
-
-class ValidatingPool:
-    """
-    The asyncpg pool that Piccolo's ``start_connection_pool`` created, handing
-    out only live connections.
-
-    Piccolo acquires and releases through ``engine.pool``; with this object
-    there, a connection idle for more than :data:`VALIDATE_AFTER_IDLE`
-    seconds runs ``SELECT 1`` first. A dead one is terminated, the pool's
-    other connections are expired (asyncpg reconnects them on their next
-    use) and another connection is tried. Nothing but that probe is ever
-    sent on a connection that might be dead.
-
-    Everything else (``get_size()``, ``expire_connections()`` ...) is the
-    asyncpg pool's own.
-    """
-
-    def __init__(self, pool: asyncpg.Pool, validation_timeout: float) -> None:
-        self.pool = pool
-        self.validation_timeout = validation_timeout
-        # server pid -> time.monotonic() of its last release
-        self._last_used: dict[int, float] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.pool, name)
-
-    def acquire(self, *, timeout: float | None = None) -> _Acquisition:
-        """A live connection; ``await`` it, or use it as ``async with``."""
-        return _Acquisition(self, timeout)
-
-    async def release(self, connection: Any, *, timeout: float | None = None) -> None:
-        """Give ``connection`` back, remembering that it just worked."""
-        with suppress(asyncpg.InterfaceError):  # already released or closed
-            if len(self._last_used) > 10_000:  # pids of long-gone connections
-                self._last_used.clear()
-            self._last_used[connection.get_server_pid()] = time.monotonic()
-        await self.pool.release(connection, timeout=timeout)
-
-    async def close(self) -> None:
-        """Close gracefully: wait for every connection to come back, then close."""
-        await self.pool.close()
-
-    def terminate(self) -> None:
-        """Close every connection now, in use or not."""
-        self.pool.terminate()
-
-    async def _acquire(self, timeout: float | None) -> Any:
-        for _ in range(_ACQUIRE_ATTEMPTS):
-            connection = await self.pool.acquire(timeout=timeout)
-            if await self._is_alive(connection):
-                return connection
-            # A connection that died mid-probe is usually back in the pool
-            # already (asyncpg cleans up on close); otherwise end it here.
-            with suppress(asyncpg.InterfaceError):
-                connection.terminate()
-            with suppress(Exception):
-                await self.pool.release(connection)
-            # Its siblings most likely died with it (a restart, a network
-            # cut): renew them lazily rather than finding out one by one.
-            await self.pool.expire_connections()
-        raise DatabaseUnavailable(
-            f"{_ACQUIRE_ATTEMPTS} connections in a row were dead; the database "
-            "server keeps dropping connections"
-        )
-
-    async def _is_alive(self, connection: Any) -> bool:
-        last_used = self._last_used.get(connection.get_server_pid())
-        if last_used is not None and time.monotonic() - last_used < VALIDATE_AFTER_IDLE:
-            return True
-        try:
-            await connection.execute("SELECT 1", timeout=self.validation_timeout)
-        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
-            if not (isinstance(error, TimeoutError) or is_connection_lost(error)):
-                raise
-            logger.info("replacing a dead pooled connection (%s: %s)", type(error).__name__, error)
-            return False
-        return True
-
-
-class _Acquisition:
-    """What :meth:`ValidatingPool.acquire` returns: awaitable and a context manager."""
-
-    def __init__(self, pool: ValidatingPool, timeout: float | None) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._connection: Any = None
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return self._pool._acquire(self._timeout).__await__()
-
-    async def __aenter__(self) -> Any:
-        self._connection = await self._pool._acquire(self._timeout)
-        return self._connection
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._pool.release(self._connection)
 
 
 # --- Transactions -----------------------------------------------------------
@@ -464,8 +369,10 @@ class Database:
 
     async def start_pool(self, *, max_size: int | None = None, min_size: int | None = None) -> None:
         """
-        Open the engine's connection pool, through Piccolo's
-        ``start_connection_pool``. Does nothing if it is open already.
+        Open the engine's connection pool (``start_connection_pool``: for a
+        :class:`~conference.engine.ConferenceEngine`, its
+        :class:`~conference.pool.ConferencePool`), and a pool for each
+        replica. Does nothing if it is open already.
 
         :param max_size:
             Most connections; default ``DATABASE_POOL_MAX_SIZE`` (20).
@@ -474,8 +381,6 @@ class Database:
             ``DATABASE_POOL_MIN_SIZE`` (1).
         """
         if self.engine.pool is not None:
-            if not isinstance(self.engine.pool, ValidatingPool):
-                self.engine.pool = self._validating(self.engine.pool)  # type: ignore[assignment]
             return
         max_size = max_size if max_size is not None else self.settings.database_pool_max_size
         min_size = min_size if min_size is not None else self.settings.database_pool_min_size
@@ -489,7 +394,6 @@ class Database:
             await self.engine.start_connection_pool(min_size=min_size, max_size=max_size)
         except (OSError, TimeoutError, asyncpg.PostgresError) as error:
             raise DatabaseUnavailable(describe_connection_error(error, self.url)) from error
-        self.engine.pool = self._validating(self.engine.pool)  # type: ignore[assignment]
         logger.info(
             "connection pool started: %d to %d connections to %s",
             min_size,
@@ -500,9 +404,6 @@ class Database:
             # Replicas connect on first use (min_size=0): one that is down
             # now must not keep the primary from serving.
             await Database(replica, self.settings).start_pool(max_size=max_size, min_size=0)
-
-    def _validating(self, pool: Any) -> ValidatingPool:
-        return ValidatingPool(pool, validation_timeout=self.settings.database_connect_timeout)
 
     async def close_pool(self, timeout: float = 10.0) -> bool:
         """
@@ -544,6 +445,36 @@ class Database:
             logger.info("connection pool closed")
         return graceful
 
+    def connection(self, *, join_transaction: bool = True) -> _Connection:
+        """
+        ``async with database.connection() as connection:`` an asyncpg
+        connection: the current :meth:`transaction`'s (unless
+        ``join_transaction`` is false), else a pooled one, else (no pool
+        started) a new one, closed afterwards. For work :meth:`query` cannot
+        do (``COPY``, ``executemany``, prepared statements); wrap it in
+        :meth:`translate_errors`.
+
+        :param join_transaction:
+            Whether to use the current transaction's connection. False for
+            work that must not take part in it (a health probe).
+        """
+        return _Connection(self, join_transaction)
+
+    @contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        """
+        ``with database.translate_errors():`` database errors raised inside
+        leave as :class:`~conference.errors.ConferenceError` subclasses (see
+        :func:`translate_error`); other exceptions pass unchanged.
+        """
+        try:
+            yield
+        except Exception as error:
+            translated = translate_error(error, self.url)
+            if translated is None:
+                raise
+            raise translated from error
+
     async def query(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """
         Run one statement with positional parameters (``$1``, ``$2`` ...)
@@ -558,43 +489,36 @@ class Database:
 
         Raises a :class:`~conference.errors.DatabaseError` subclass for
         errors of the statement, :class:`~conference.errors.DatabaseUnavailable`
-        when the server cannot be reached.
+        when the server cannot be reached, :class:`~conference.errors.DatabaseBusy`
+        when no pooled connection is free within ``DATABASE_POOL_ACQUIRE_TIMEOUT``.
         """
         started = time.perf_counter()
         try:
-            rows = await self._fetch(sql, args)
+            transaction = self.engine.current_transaction.get()
+            if transaction is not None:
+                rows = await transaction.connection.fetch(sql, *args)
+            else:
+                async with _Connection(self, False) as connection:
+                    rows = await connection.fetch(sql, *args)
         except Exception as error:
-            elapsed = time.perf_counter() - started
-            logger.debug("query failed after %.1f ms: %s", elapsed * 1000, _one_line(sql))
+            if logger.isEnabledFor(logging.DEBUG):
+                elapsed = time.perf_counter() - started
+                logger.debug("query failed after %.1f ms: %s", elapsed * 1000, _one_line(sql))
             translated = translate_error(error, self.url)
             if translated is None:
                 raise
             raise translated from error
         elapsed = time.perf_counter() - started
-        threshold = self.settings.database_slow_query_threshold
-        if elapsed >= threshold:
+        if elapsed >= self.settings.database_slow_query_threshold:
             logger.warning(
                 "slow query: %.1f ms (DATABASE_SLOW_QUERY_THRESHOLD is %.1f ms): %s",
                 elapsed * 1000,
-                threshold * 1000,
+                self.settings.database_slow_query_threshold * 1000,
                 _one_line(sql),
             )
-        else:
+        elif logger.isEnabledFor(logging.DEBUG):
             logger.debug("query %.1f ms: %s", elapsed * 1000, _one_line(sql))
         return rows
-
-    async def _fetch(self, sql: str, args: tuple[Any, ...]) -> list[asyncpg.Record]:
-        current = self.engine.current_transaction.get()
-        if current is not None:
-            return list(await current.connection.fetch(sql, *args))
-        if self.engine.pool is not None:
-            async with self.engine.pool.acquire() as connection:
-                return list(await connection.fetch(sql, *args))
-        connection = await self.engine.get_new_connection()
-        try:
-            return list(await connection.fetch(sql, *args))
-        finally:
-            await connection.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
@@ -608,7 +532,7 @@ class Database:
         subclasses (see :func:`translate_error`), ORM ones included.
         """
         current = self.engine.current_transaction.get()
-        try:
+        with self.translate_errors():
             if current is not None:
                 savepoint = await current.savepoint()
                 try:
@@ -622,11 +546,6 @@ class Database:
             else:
                 async with _Transaction(engine=self.engine) as transaction:
                     yield transaction
-        except Exception as error:
-            translated = translate_error(error, self.url)
-            if translated is None:
-                raise
-            raise translated from error
 
     async def check_connection(self, deadline: float = 2.0) -> HealthResult:
         """
@@ -662,7 +581,7 @@ class Database:
         version: str | None = None
         host: str | None = None
         try:
-            async with self._probe_connection() as connection:
+            async with self.connection(join_transaction=False) as connection:
                 started = time.perf_counter()
                 row = await connection.fetchrow(_PROBE_SQL)
                 latency_ms = (time.perf_counter() - started) * 1000
@@ -694,17 +613,39 @@ class Database:
             return describe_connection_error(error, self.url)
         return f"{type(error).__name__}: {error}"
 
-    @asynccontextmanager
-    async def _probe_connection(self) -> AsyncIterator[Any]:
-        if self.engine.pool is not None:
-            async with self.engine.pool.acquire() as connection:
-                yield connection
-        else:
-            connection = await self.engine.get_new_connection()
-            try:
-                yield connection
-            finally:
-                await connection.close()
+
+class _Connection:
+    """What :meth:`Database.connection` returns (a class: cheaper than a generator)."""
+
+    __slots__ = ("_acquisition", "_connection", "_database", "_join", "_own")
+
+    def __init__(self, database: Database, join_transaction: bool) -> None:
+        self._database = database
+        self._join = join_transaction
+        self._acquisition: Any = None
+        self._connection: Any = None
+        self._own = False
+
+    async def __aenter__(self) -> Any:
+        engine = self._database.engine
+        if self._join:
+            transaction = engine.current_transaction.get()
+            if transaction is not None:
+                return transaction.connection
+        if engine.pool is not None:
+            self._acquisition = engine.pool.acquire()
+            return await self._acquisition.__aenter__()
+        self._connection = await engine.get_new_connection()
+        self._own = True
+        return self._connection
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._acquisition is not None:
+            acquisition, self._acquisition = self._acquisition, None
+            await acquisition.__aexit__(*exc_info)
+        elif self._own:
+            self._own = False
+            await self._connection.close()
 
 
 def _discard_result(task: asyncio.Future[Any]) -> None:
@@ -741,32 +682,56 @@ def get_database() -> Database:
     return _default
 
 
-async def start_pool(*, max_size: int | None = None, min_size: int | None = None) -> None:
+async def start_pool(
+    *, max_size: int | None = None, min_size: int | None = None, database: Database | None = None
+) -> None:
     """Open the connection pool; see :meth:`Database.start_pool`."""
-    await get_database().start_pool(max_size=max_size, min_size=min_size)
+    await (database or get_database()).start_pool(max_size=max_size, min_size=min_size)
 
 
-async def close_pool(timeout: float = 10.0) -> bool:
+async def close_pool(timeout: float = 10.0, *, database: Database | None = None) -> bool:
     """Close the pool gracefully; see :meth:`Database.close_pool`."""
-    return await get_database().close_pool(timeout=timeout)
+    return await (database or get_database()).close_pool(timeout=timeout)
 
 
-async def query(sql: str, *args: Any) -> list[asyncpg.Record]:
+async def query(sql: str, *args: Any, database: Database | None = None) -> list[asyncpg.Record]:
     """Run one statement with ``$1``-style parameters; see :meth:`Database.query`."""
-    return await get_database().query(sql, *args)
+    return await (database or get_database()).query(sql, *args)
 
 
-@asynccontextmanager
-async def transaction() -> AsyncIterator[PostgresTransaction]:
-    """A transaction (a savepoint when nested); see :meth:`Database.transaction`."""
-    async with get_database().transaction() as current:
-        yield current
+def transaction(
+    *, database: Database | None = None
+) -> AbstractAsyncContextManager[PostgresTransaction]:
+    """
+    ``async with db.transaction():`` a transaction (a savepoint when
+    nested); see :meth:`Database.transaction`.
+    """
+    return (database or get_database()).transaction()
 
 
-async def check_connection(deadline: float = 2.0) -> HealthResult:
+def connection(*, join_transaction: bool = True, database: Database | None = None) -> _Connection:
+    """
+    ``async with db.connection() as connection:`` the current transaction's
+    connection, or a pooled one; see :meth:`Database.connection`.
+    """
+    return (database or get_database()).connection(join_transaction=join_transaction)
+
+
+def translate_errors(*, database: Database | None = None) -> AbstractContextManager[None]:
+    """
+    ``with db.translate_errors():`` database errors leave as conference
+    exceptions; see :meth:`Database.translate_errors`.
+    """
+    return (database or get_database()).translate_errors()
+
+
+async def check_connection(
+    deadline: float = 2.0, *, database: Database | None = None
+) -> HealthResult:
     """Health within ``deadline`` seconds, never raising; see :meth:`Database.check_connection`."""
-    try:
-        database = get_database()
-    except Exception as error:
-        return HealthResult(ok=False, error=f"{type(error).__name__}: {error}")
+    if database is None:
+        try:
+            database = get_database()
+        except Exception as error:
+            return HealthResult(ok=False, error=f"{type(error).__name__}: {error}")
     return await database.check_connection(deadline=deadline)

@@ -26,6 +26,7 @@ from conference.errors import (
     DatabaseUnavailable,
     UnsupportedServerVersion,
 )
+from conference.pool import ConferencePool
 from conference.settings import DATABASE_NAME, Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -263,18 +264,49 @@ async def _connect(url: str, timeout: float) -> asyncpg.Connection:
 class ConferenceEngine(PostgresEngine):
     """
     Piccolo's ``PostgresEngine``, with a version check that refuses servers
-    older than PostgreSQL 18.1 and connection errors turned into one clear
-    :class:`~conference.errors.ConferenceError`.
+    older than PostgreSQL 18.1, connection errors turned into one clear
+    :class:`~conference.errors.ConferenceError`, and a pool of its own
+    (:class:`~conference.pool.ConferencePool`: a bounded wait for a
+    connection, only live connections handed out) that the ORM and
+    :mod:`conference.db` share.
 
     Piccolo runs :meth:`check_version` when the engine is built, that is
     when ``piccolo_conf.py`` is imported, so a wrong ``DATABASE_URL`` fails
     before any command starts.
+
+    :param url:
+        The database URL (a libpq multi-host URL too).
+    :param connect_timeout:
+        Seconds to open a connection (``DATABASE_CONNECT_TIMEOUT``).
+    :param acquire_timeout:
+        Seconds to wait for a pooled connection before
+        :class:`~conference.errors.DatabaseBusy`
+        (``DATABASE_POOL_ACQUIRE_TIMEOUT``).
     """
 
-    def __init__(self, url: str, connect_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self, url: str, connect_timeout: float, acquire_timeout: float = 1.0, **kwargs: Any
+    ) -> None:
         self.url = url
         self.connect_timeout = connect_timeout
+        self.acquire_timeout = acquire_timeout
         super().__init__(config={"dsn": url, "timeout": connect_timeout}, **kwargs)
+
+    async def start_connection_pool(self, **kwargs: Any) -> None:
+        """
+        Open this engine's :class:`~conference.pool.ConferencePool`, unless
+        one is open. ``kwargs`` are ``asyncpg.create_pool()``'s
+        (``min_size``, ``max_size`` ...).
+        """
+        if self.pool is not None:
+            return
+        options = {**self.config, **kwargs}
+        self.pool = await ConferencePool(
+            acquire_timeout=self.acquire_timeout,
+            # A live server answers SELECT 1 at once; give a loaded one some slack.
+            validation_timeout=min(self.connect_timeout, max(self.acquire_timeout, 1.0)),
+            **options,
+        )
 
     async def check_version(self) -> None:  # type: ignore[override]
         version = await self.server_version()
@@ -314,9 +346,12 @@ def create_engine(settings: Settings | None = None) -> ConferenceEngine:
     """
     settings = settings or get_settings()
     url = resolve_database_url(settings)
-    timeout = settings.database_connect_timeout
+    timeouts = {
+        "connect_timeout": settings.database_connect_timeout,
+        "acquire_timeout": settings.database_pool_acquire_timeout,
+    }
     replicas = {
-        f"replica_{number}": ReplicaEngine(url=replica_url, connect_timeout=timeout)
+        f"replica_{number}": ReplicaEngine(url=replica_url, **timeouts)
         for number, replica_url in enumerate(replica_urls(settings), start=1)
     }
-    return ConferenceEngine(url=url, connect_timeout=timeout, extra_nodes=replicas)
+    return ConferenceEngine(url=url, extra_nodes=replicas, **timeouts)

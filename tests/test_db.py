@@ -17,17 +17,20 @@ import pytest
 from piccolo.columns import Varchar
 from piccolo.table import Table
 
+import conference.pool
 from conference import db
 from conference.db import Database, HealthResult
 from conference.engine import ConferenceEngine, parse_server_version
 from conference.errors import (
     CheckViolation,
     ConfigurationError,
+    DatabaseBusy,
     DatabaseUnavailable,
     ForeignKeyViolation,
     NotNullViolation,
     UniqueViolation,
 )
+from conference.pool import ConferencePool
 from conference.settings import Settings
 from conference.tables import Meeting, Recording
 from tests.conftest import StoppableServer
@@ -340,7 +343,7 @@ async def test_a_restart_behind_the_pools_back_fails_no_query(
 ) -> None:
     # Every pooled connection is now "idle long enough" to be checked: a
     # restart on a fast machine can take less than the real window.
-    monkeypatch.setattr(db, "VALIDATE_AFTER_IDLE", 0.0)
+    monkeypatch.setattr(conference.pool, "VALIDATE_AFTER_IDLE", 0.0)
     database = Database(ConferenceEngine(url=stoppable_database_url, connect_timeout=5))
     OutageProbe._meta.db = database.engine
     await database.start_pool(min_size=3)
@@ -362,3 +365,156 @@ async def test_a_restart_behind_the_pools_back_fails_no_query(
     finally:
         await database.close_pool()
         OutageProbe._meta.db = None  # type: ignore[assignment]
+
+
+async def test_a_restart_under_concurrent_load_fails_only_with_database_unavailable(
+    stoppable_server: StoppableServer, stoppable_database_url: str
+) -> None:
+    # Issue 12: under load, a restart used to surface asyncpg's raw
+    # "InternalClientError: cannot switch to state 15; another operation (2)
+    # is in progress" (a webhook 500): the server's FATAL at shutdown reaches
+    # idle connections before their socket closes.
+    database = Database(
+        ConferenceEngine(url=stoppable_database_url, connect_timeout=5, acquire_timeout=5)
+    )
+    await database.start_pool(min_size=4, max_size=8)
+    try:
+        await database.query("CREATE TABLE load (id int PRIMARY KEY)")
+        answered: list[int] = []
+        failures: list[BaseException] = []
+        running = True
+
+        async def writer(first: int) -> None:
+            number = first
+            while running:
+                number += 1000
+                try:
+                    if number % 2:
+                        await database.query("INSERT INTO load (id) VALUES ($1)", number)
+                    else:
+                        async with database.transaction():
+                            await database.query("INSERT INTO load (id) VALUES ($1)", number)
+                    answered.append(number)
+                except Exception as error:
+                    failures.append(error)
+                    await asyncio.sleep(0.01)
+
+        writers = [asyncio.create_task(writer(first)) for first in range(64)]
+        for _ in range(2):
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(stoppable_server.stop)
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(stoppable_server.start)
+        await asyncio.sleep(1.0)
+        running = False
+        await asyncio.gather(*writers)
+
+        assert failures, "the restarts should have failed some statements"
+        unexpected = [error for error in failures if not isinstance(error, DatabaseUnavailable)]
+        assert unexpected == []
+        # Nothing that was answered as done is missing.
+        stored = {row["id"] for row in await database.query("SELECT id FROM load")}
+        assert set(answered) <= stored
+        # And the pool is healthy afterwards.
+        assert (await database.check_connection(deadline=10)).ok
+        assert await asyncio.gather(*(database.query("SELECT 1") for _ in range(16)))
+        assert database.engine.pool.get_size() <= 8
+    finally:
+        await database.close_pool()
+
+
+async def test_an_exhausted_pool_raises_database_busy_within_the_bound(database_url: str) -> None:
+    database = Database(ConferenceEngine(url=database_url, connect_timeout=5, acquire_timeout=0.3))
+    await database.start_pool(min_size=1, max_size=2)
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with database.transaction():
+            held.set()
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(2)]
+    try:
+        await held.wait()
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(DatabaseBusy, match=r"no database connection became free within 0\.3 s"):
+            await database.query("SELECT 1")
+        waited = time.monotonic() - started
+        assert 0.3 <= waited < 2.0  # the bound, and nowhere near the 5 s connect timeout
+        # ORM queries are bounded the same way: they acquire from the same pool.
+        OutageProbe._meta.db = database.engine
+        with pytest.raises(DatabaseBusy):
+            await OutageProbe.select().run()
+        assert isinstance(DatabaseBusy("x"), DatabaseUnavailable)  # webhooks answer 503
+
+        release.set()
+        await asyncio.gather(*holders)
+        assert await database.query("SELECT 1 AS one") == [(1,)]
+    finally:
+        release.set()
+        OutageProbe._meta.db = None  # type: ignore[assignment]
+        await database.close_pool()
+
+
+async def test_the_engine_owns_its_pool_and_the_orm_shares_it(database_url: str) -> None:
+    engine = ConferenceEngine(url=database_url, connect_timeout=5, acquire_timeout=0.5)
+    database = Database(engine)
+    await database.start_pool(min_size=1, max_size=2)
+    try:
+        assert isinstance(engine.pool, ConferencePool)
+        assert engine.pool.acquire_timeout == 0.5
+        await database.start_pool()  # already open: the same pool
+        pool = engine.pool
+        OutageProbe._meta.db = engine
+        async with database.connection() as connection:
+            pid = await connection.fetchval("SELECT pg_backend_pid()")
+        rows = await OutageProbe.raw("SELECT pg_backend_pid() AS pid").run()
+        assert rows == [{"pid": pid}]  # the pool's only recently used connection
+        assert engine.pool is pool
+    finally:
+        OutageProbe._meta.db = None  # type: ignore[assignment]
+        await database.close_pool()
+
+
+async def test_connection_joins_the_transaction_and_translate_errors_names_the_constraint(
+    pool: None, connection: asyncpg.Connection
+) -> None:
+    database = db.get_database()
+    async with database.transaction() as transaction:
+        async with database.connection() as inside:
+            assert inside is transaction.connection
+        async with database.connection(join_transaction=False) as apart:
+            assert apart is not transaction.connection
+
+    await connection.execute("INSERT INTO meetings (room_name) VALUES ('copied')")
+    with pytest.raises(CheckViolation):
+        with db.translate_errors():
+            async with db.connection() as pooled:
+                await pooled.execute("INSERT INTO meetings (room_name) VALUES ('')")
+    # Without a pool, a connection of its own, closed afterwards.
+    await db.close_pool()
+    async with db.connection() as own:
+        assert await own.fetchval("SELECT count(*) FROM meetings") == 1
+    assert own.is_closed()
+    await db.start_pool()
+
+
+async def test_a_connection_whose_server_went_away_after_the_statement_loses_no_result(
+    stoppable_server: StoppableServer, stoppable_database_url: str
+) -> None:
+    # The statement succeeded; resetting the connection on release fails.
+    # The caller gets its rows, the pool replaces the connection.
+    database = Database(ConferenceEngine(url=stoppable_database_url, connect_timeout=5))
+    await database.start_pool(min_size=1, max_size=1)
+    try:
+        async with database.connection() as connection:
+            assert await connection.fetchval("SELECT 41 + 1") == 42
+            # Stopped without letting the event loop run: the pool learns
+            # that the server is gone only while resetting the connection.
+            stoppable_server.stop()
+        stoppable_server.start()
+        assert await database.query("SELECT 1 AS one") == [(1,)]
+    finally:
+        await database.close_pool()
