@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from conference import queries
 from conference.metrics import metrics_routes
 from conference.settings import Settings
+from tests.replication import StreamingReplica
 from tests.support import LiveServer, conference_migration_ids
 
 POOL_MAX = "3"
@@ -164,3 +165,22 @@ async def test_catalogue_queries_are_timed_by_function(database_url: str) -> Non
         value(before, name, function="active_meetings") or 0
     )
     assert counted == 2
+
+
+def test_each_replica_reports_whether_it_is_used_and_its_lag(
+    streaming_replica: StreamingReplica, tmp_path: Path
+) -> None:
+    live = LiveServer(
+        streaming_replica.database_url,
+        env={"DATABASE_REPLICA_URLS": streaming_replica.replica_url},
+        state_dir=tmp_path,
+    )
+    try:
+        live.wait_until_serving()
+        scraped = scrape(live.base_url)
+    finally:
+        live.close()
+
+    assert value(scraped, "conference_replica_up", replica="replica_1") == 1
+    lag = value(scraped, "conference_replica_lag_seconds", replica="replica_1")
+    assert lag is not None and 0 <= lag < 5
