@@ -69,9 +69,7 @@ class IngestPath:
 
 def _webhook_changes(sessions: int, tag: str) -> list[list[tuple[Any, str]]]:
     """``sessions`` room sessions of LiveKit events, mapped, ready to store."""
-    from google.protobuf.json_format import Parse
-    from livekit.protocol.webhook import WebhookEvent
-
+    from conference.webhooks.event import decode_event
     from conference.webhooks.mapping import changes_for
     from tests.webhook_sessions import product_sync
 
@@ -80,10 +78,7 @@ def _webhook_changes(sessions: int, tag: str) -> list[list[tuple[Any, str]]]:
         start = CAPACITY_DAY + timedelta(minutes=number)
         events = product_sync(start=start, tag=f"{tag}{number}x")
         result.append(
-            [
-                (changes_for(Parse(e.body, WebhookEvent()), received_at=start), e.body)
-                for e in events
-            ]
+            [(changes_for(decode_event(e.body), received_at=start), e.body) for e in events]
         )
     return result
 

@@ -152,7 +152,24 @@ class DatabaseNotEmpty(ConferenceError):
 
 
 class Unauthorized(ConferenceError):
-    """The request is not a webhook signed by a configured LiveKit key (401)."""
+    """
+    The request is not a webhook signed by a configured LiveKit key (401).
+    ``reason`` is a short code for logs and metrics: ``no_keys``,
+    ``missing``, ``not_jwt``, ``no_issuer``, ``unknown_key``, ``expired``,
+    ``bad_signature`` or ``body_mismatch``.
+    """
+
+    def __init__(self, message: str, *, reason: str = "bad_signature") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class WebhookBacklog(DatabaseUnavailable):
+    """
+    A webhook waited longer than the bound for a database writer (every
+    writer was stuck on a slow or unreachable database); it was not
+    written. Answered 503: LiveKit retries.
+    """
 
 
 class MalformedWebhook(ConferenceError):

@@ -400,7 +400,9 @@ MALFORMED = {
     "not JSON": "{this is not json",
     "a JSON array": "[]",
     "a field of the wrong type": '{"event": "room_started", "id": "EV_1", "createdAt": "soon"}',
-    "no id": '{"event": "room_started", "room": {"sid": "RM_x", "name": "x"}}',
+    "an id longer than the column": json.dumps(
+        {"event": "room_started", "id": "EV_" + "x" * 300, "room": {"sid": "RM_x", "name": "x"}}
+    ),
     "no event": '{"id": "EV_2", "room": {"sid": "RM_x", "name": "x"}}',
     "a participant without a sid": json.dumps(
         {
@@ -421,6 +423,28 @@ def test_a_signed_but_malformed_body_is_refused_with_400(
     assert response.status_code == 400, (case, response.text)
     assert response.json()["status"] == "malformed"
     assert row_counts(read_state(tables)) == NO_ROWS
+
+
+def test_an_event_without_id_delivered_twice_is_stored_once_at_its_arrival_time(
+    client: httpx.Client, tables: str
+) -> None:
+    # LiveKit's server SDK sample body: no id, no createdAt.
+    body = '{"event": "room_started", "room": {"sid": "RM_noid", "name": "sample"}}'
+    before = datetime.now(UTC)
+    first, retry = post(client, body), post(client, body)
+    after = datetime.now(UTC)
+    assert first.status_code == retry.status_code == 200, (first.text, retry.text)
+    key = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+    assert (first.json(), retry.json()) == (
+        {"status": "recorded", "id": key},
+        {"status": "duplicate", "id": key},
+    )
+    state = read_state(tables)
+    assert row_counts(state) == {**NO_ROWS, "meetings": 1, "analytics": 1}
+    (event,) = state["analytics"]
+    assert event[0] == key and before <= event[4] <= after
+    # Another body (here one more space) is another event.
+    assert post(client, body.replace(", ", ",  ", 1)).json()["status"] == "recorded"
 
 
 def test_a_body_that_is_not_utf8_is_refused_with_400(client: httpx.Client, tables: str) -> None:

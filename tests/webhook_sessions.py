@@ -423,7 +423,8 @@ STATE_QUERIES = {
 State = dict[str, list[tuple[Any, ...]]]
 
 
-async def _read_state(database_url: str) -> State:
+async def fetch_state(database_url: str) -> State:
+    """:func:`read_state` for async code."""
     connection = await asyncpg.connect(database_url)
     try:
         return {
@@ -444,7 +445,7 @@ async def _empty_tables(database_url: str) -> None:
 
 def read_state(database_url: str) -> State:
     """Every conference row, keyed by LiveKit ids instead of UUIDs."""
-    return asyncio.run(_read_state(database_url))
+    return asyncio.run(fetch_state(database_url))
 
 
 def empty_tables(database_url: str) -> None:

@@ -10,7 +10,9 @@ What identifies what:
 - a participant row is one participant session, keyed by the participant
   ``sid`` (``PA_…``), never by identity: a reconnect is a new sid;
 - a recording is one egress, keyed by ``egressId``;
-- every event becomes one ``analytics`` row keyed by the webhook ``id``.
+- every event becomes one ``analytics`` row keyed by the webhook ``id``,
+  or, for an event without one, by ``sha256:`` and the SHA-256 of its body
+  (a retry repeats the body byte for byte).
 
 Each field carries what is needed to merge it into the row already there
 in any order LiveKit delivers (see :mod:`conference.webhooks.store`):
@@ -19,24 +21,30 @@ earliest start, latest end, egress status by rank.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from livekit.protocol.egress import EgressInfo, EgressStatus
-from livekit.protocol.models import DisconnectReason, ParticipantInfo
-from livekit.protocol.webhook import WebhookEvent
+from livekit.protocol.egress import EgressStatus
 
 from conference.errors import MalformedWebhook
 from conference.tables import AnalyticsEvent, RecordingStatus
+from conference.webhooks.event import Egress, Participant, WebhookEvent
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: The longest event type ``analytics.event_type`` holds, read from the
 #: column so that a migration widening it needs no edit here.
 MAX_EVENT_TYPE_LENGTH = int(AnalyticsEvent.event_type.length or 0)
+
+#: ``analytics.webhook_event_id`` is a varchar too.
+MAX_EVENT_ID_LENGTH = int(AnalyticsEvent.webhook_event_id.length or 0)
+
+#: How the key of an event without an ``id`` starts (then 64 hex digits).
+BODY_KEY_PREFIX = "sha256:"
 
 #: Events that end a participant session.
 PARTICIPANT_ENDING_EVENTS = frozenset({"participant_left", "participant_connection_aborted"})
@@ -206,6 +214,11 @@ def _first(*values: datetime | None) -> datetime | None:
     return next((value for value in values if value is not None), None)
 
 
+def body_event_id(body: bytes) -> str:
+    """The key of an event without an ``id``: ``sha256:`` and the body's SHA-256 in hex."""
+    return BODY_KEY_PREFIX + hashlib.sha256(body).hexdigest()
+
+
 # --- Metadata ---------------------------------------------------------------
 
 
@@ -224,32 +237,48 @@ def app_metadata(raw: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"metadata": raw}
 
 
-def _participant_metadata(participant: ParticipantInfo) -> dict[str, Any]:
+def _participant_metadata(participant: Participant) -> dict[str, Any]:
     metadata = app_metadata(participant.metadata)
     if participant.name:
         metadata["name"] = participant.name
-    if participant.kind != ParticipantInfo.Kind.STANDARD:
-        metadata["kind"] = ParticipantInfo.Kind.Name(participant.kind)
-    if participant.disconnect_reason != DisconnectReason.UNKNOWN_REASON:
-        metadata["disconnect_reason"] = DisconnectReason.Name(participant.disconnect_reason)
+    kind = participant.kind_name
+    if kind != "STANDARD":
+        metadata["kind"] = kind
+    reason = participant.disconnect_reason_name
+    if reason != "UNKNOWN_REASON":
+        metadata["disconnect_reason"] = reason
     return metadata
 
 
 # --- The mapping ------------------------------------------------------------
 
 
-def changes_for(event: WebhookEvent, received_at: datetime) -> EventChanges:
+def changes_for(
+    event: WebhookEvent, received_at: datetime, body: bytes | None = None
+) -> EventChanges:
     """
     What ``event`` changes. Raises :class:`MalformedWebhook` when a signed
-    event lacks what recording it needs (its ``id``, a participant's
-    ``sid``).
+    event lacks what recording it needs (a type, a participant's ``sid``),
+    or has no ``id`` and no ``body`` is given to key it by.
 
     :param received_at:
         When the request arrived; only used when the event carries no time
-        of its own (``createdAt`` is always set by LiveKit).
+        of its own (no ``createdAt``: LiveKit's server SDK samples, older
+        servers).
+    :param body:
+        The exact body of the request. An event without an ``id`` is keyed
+        by its SHA-256 (:func:`body_event_id`): LiveKit repeats the body
+        byte for byte when it retries, so the retry is recognised.
     """
-    if not event.id.strip():
-        raise MalformedWebhook("the event has no id, so retries could not be recognised")
+    event_id = event.id
+    if not event_id.strip():
+        if body is None:
+            raise MalformedWebhook("the event has no id, so retries could not be recognised")
+        event_id = body_event_id(body)
+    elif len(event_id) > MAX_EVENT_ID_LENGTH:
+        raise MalformedWebhook(
+            f"the event id must be at most {MAX_EVENT_ID_LENGTH} characters, got {len(event.id)}"
+        )
     event_type = event.event.strip()
     if not event_type or len(event_type) > MAX_EVENT_TYPE_LENGTH:
         raise MalformedWebhook(
@@ -259,10 +288,10 @@ def changes_for(event: WebhookEvent, received_at: datetime) -> EventChanges:
     created_at = from_seconds(event.created_at) or received_at
 
     participant = _participant_change(event, event_type, created_at)
-    recording = _recording_change(event.egress_info) if event.HasField("egress_info") else None
+    recording = _recording_change(event.egress_info) if event.egress_info is not None else None
     meeting = _meeting_change(event, event_type, created_at, recording)
     return EventChanges(
-        event_id=event.id,
+        event_id=event_id,
         event_type=event_type,
         occurred_at=_occurred_at(event, event_type, created_at),
         meeting=meeting,
@@ -274,17 +303,19 @@ def changes_for(event: WebhookEvent, received_at: datetime) -> EventChanges:
 def _occurred_at(event: WebhookEvent, event_type: str, created_at: datetime) -> datetime:
     # createdAt has one-second resolution; prefer the finer times LiveKit
     # gives for the same moment.
-    if event_type == "room_started" and event.HasField("room"):
+    if event_type == "room_started" and event.room is not None:
         return _first(_room_created(event), created_at) or created_at
-    if event_type == "participant_joined" and event.HasField("participant"):
+    if event_type == "participant_joined" and event.participant is not None:
         return from_millis(event.participant.joined_at_ms) or created_at
-    if event.HasField("egress_info"):
+    if event.egress_info is not None:
         return from_nanos(event.egress_info.updated_at) or created_at
     return created_at
 
 
 def _room_created(event: WebhookEvent) -> datetime | None:
     room = event.room
+    if room is None:
+        return None
     return _first(from_millis(room.creation_time_ms), from_seconds(room.creation_time))
 
 
@@ -294,7 +325,7 @@ def _meeting_change(
     created_at: datetime,
     recording: RecordingChange | None,
 ) -> MeetingChange | None:
-    if event.HasField("room") and event.room.sid:
+    if event.room is not None and event.room.sid:
         room = event.room
         room_created = _room_created(event) or created_at
         ended_at = max(created_at, room_created) if event_type == "room_finished" else None
@@ -309,7 +340,7 @@ def _meeting_change(
                 MetadataMode.fill_empty if event_type == "room_started" else MetadataMode.overwrite
             ),
         )
-    if event.HasField("egress_info") and event.egress_info.room_id:
+    if event.egress_info is not None and event.egress_info.room_id:
         egress = event.egress_info
         # The egress cannot have started before its room: its own times are
         # an upper bound of the room's creation until a room event says.
@@ -319,11 +350,11 @@ def _meeting_change(
             created_at,
         )
         return _named_room(egress.room_id, egress.room_name, seen or created_at)
-    if event.HasField("ingress_info") and event.ingress_info.state.room_id:
-        ingress = event.ingress_info
+    ingress = event.ingress_info
+    if ingress is not None and ingress.state is not None and ingress.state.room_id:
         seen = _first(from_nanos(ingress.state.started_at), created_at) or created_at
         return _named_room(ingress.state.room_id, ingress.room_name, seen)
-    if event.HasField("job") and event.job.room.sid:
+    if event.job is not None and event.job.room is not None and event.job.room.sid:
         job_room = event.job.room
         return _named_room(job_room.sid, job_room.name, created_at)
     return None
@@ -344,7 +375,7 @@ def _named_room(sid: str, name: str, seen: datetime) -> MeetingChange:
 def _participant_change(
     event: WebhookEvent, event_type: str, created_at: datetime
 ) -> ParticipantChange | None:
-    if not event.HasField("participant"):
+    if event.participant is None:
         if event_type.startswith("participant_"):
             raise MalformedWebhook(f"{event_type} without a participant")
         return None
@@ -365,12 +396,12 @@ def _participant_change(
     )
 
 
-def _recording_change(egress: EgressInfo) -> RecordingChange | None:
+def _recording_change(egress: Egress) -> RecordingChange | None:
     if not egress.egress_id:
         # A failed auto-egress can end without an id: it stays an analytics
         # event, with nothing to key a recording by.
         return None
-    status = _STATUS_BY_EGRESS_STATUS.get(egress.status, RecordingStatus.starting)
+    status = _STATUS_BY_EGRESS_STATUS.get(egress.status_number, RecordingStatus.starting)
     started_at = from_nanos(egress.started_at)
     completed_at = from_nanos(egress.ended_at)
     if started_at is not None and completed_at is not None:
@@ -388,10 +419,10 @@ def _recording_change(egress: EgressInfo) -> RecordingChange | None:
     )
 
 
-def _output(egress: EgressInfo) -> tuple[str | None, int | None, float | None]:
+def _output(egress: Egress) -> tuple[str | None, int | None, float | None]:
     """``(storage_path, file_size, duration)`` of the egress's main output."""
     files = list(egress.file_results) or (
-        [egress.file] if egress.HasField("file") else []  # servers before v1.7
+        [egress.file] if egress.file is not None else []  # servers before v1.7
     )
     if files:
         first = files[0]
@@ -401,7 +432,7 @@ def _output(egress: EgressInfo) -> tuple[str | None, int | None, float | None]:
             first.duration / 1e9 if first.duration > 0 else None,
         )
     segments = list(egress.segment_results) or (
-        [egress.segments] if egress.HasField("segments") else []
+        [egress.segments] if egress.segments is not None else []
     )
     if segments:
         playlist = segments[0]
@@ -413,12 +444,12 @@ def _output(egress: EgressInfo) -> tuple[str | None, int | None, float | None]:
     return None, None, None
 
 
-def _recording_metadata(egress: EgressInfo) -> dict[str, Any]:
+def _recording_metadata(egress: Egress) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
-    request = egress.WhichOneof("request")
+    request = egress.request
     if request:
         metadata["request"] = request
-    if request == "room_composite" and egress.room_composite.layout:
+    if egress.room_composite is not None and egress.room_composite.layout:
         metadata["layout"] = egress.room_composite.layout
     if len(egress.file_results) > 1:
         metadata["files"] = [result.location or result.filename for result in egress.file_results]
