@@ -32,6 +32,7 @@ from conference.migrations import (
     APPLICATION_NAME,
     CHECKSUM_TABLE,
     MIGRATION_LOCK_KEY,
+    STEP_TABLE,
     migration_files,
     pending_migrations,
     run_migrations,
@@ -517,6 +518,162 @@ async def test_a_runner_gives_up_waiting_for_the_migration_lock_with_a_clear_err
     assert "waited 1 s for the migration lock" in message
     assert f"server process {pid} (stuck deploy" in message
     assert "MIGRATION_LOCK_WAIT" in message
+
+
+# --- Live tables: non-blocking steps, refusals, resuming ----------------------
+
+INDEX_SQL = "CREATE INDEX scratch_gadgets_name ON scratch_gadgets (name)"
+
+_RUNNER_WAITS = (
+    "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = "
+    f"'{APPLICATION_NAME}' AND query LIKE '%CONCURRENTLY%' AND wait_event_type = 'Lock')"
+)
+
+
+async def _populate(database_url: str, rows: int) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO scratch_gadgets SELECT n, 'gadget ' || n FROM generate_series(1, $1) n",
+            rows,
+        )
+    finally:
+        await connection.close()
+
+
+async def _index_states(database_url: str) -> list[bool]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname LIKE 'scratch_gadgets_name%'"
+        )
+        return [row["indisvalid"] for row in rows]
+    finally:
+        await connection.close()
+
+
+async def test_an_index_on_a_populated_table_is_built_while_a_concurrent_insert_completes(
+    migrated: ScratchProject,
+) -> None:
+    await _populate(migrated.database_url, 20_000)
+    migrated.write_migration(SECOND, "index", [INDEX_SQL])
+    older = await asyncpg.connect(migrated.database_url)
+    writer = await asyncpg.connect(migrated.database_url)
+    try:
+        # A transaction older than the build: a concurrent build waits for
+        # it, which keeps the build in progress while the writer writes.
+        transaction = older.transaction()
+        await transaction.start()
+        await older.execute("INSERT INTO scratch_gadgets VALUES (-1, 'older')")
+        runner = migrated.start_captured("conference", "migrate", "--verbose")
+        try:
+            await _wait_for(migrated.database_url, _RUNNER_WAITS, timeout=120)
+            # A plain CREATE INDEX would hold SHARE on the table now, and
+            # this INSERT would wait for the whole build.
+            await writer.execute("SET lock_timeout = '5s'")
+            await writer.execute("INSERT INTO scratch_gadgets VALUES (-2, 'during the build')")
+            assert runner.poll() is None  # the build is still in progress
+        finally:
+            await transaction.commit()
+        stdout, stderr = runner.communicate(timeout=120)
+    finally:
+        await older.close()
+        await writer.close()
+
+    assert runner.returncode == 0, stderr
+    assert "CREATE INDEX CONCURRENTLY scratch_gadgets_name ON scratch_gadgets (name)" in stdout
+    assert await _index_states(migrated.database_url) == [True]
+    assert await _fetchval(migrated.database_url, "SELECT count(*) FROM scratch_gadgets") == 20_002
+    assert (await _ledger(migrated.database_url)).count(("scratch", SECOND)) == 1
+
+
+async def test_a_runner_killed_during_a_concurrent_build_is_finished_by_the_next_run(
+    migrated: ScratchProject,
+) -> None:
+    await _populate(migrated.database_url, 1_000)
+    migrated.write_migration(SECOND, "index", [INDEX_SQL])
+    older = await asyncpg.connect(migrated.database_url)
+    try:
+        transaction = older.transaction()
+        await transaction.start()
+        await older.execute("INSERT INTO scratch_gadgets VALUES (-1, 'older')")
+        runner = migrated.start("conference", "migrate")
+        try:
+            # The build has created its (not yet valid) index and waits.
+            await _wait_for(migrated.database_url, _RUNNER_WAITS, timeout=120)
+        finally:
+            runner.send_signal(signal.SIGKILL)
+            runner.wait()
+        # The server notices the dead client (client_connection_check_interval)
+        # and ends the build halfway, before the older transaction is over.
+        await _wait_for(
+            migrated.database_url,
+            "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = "
+            f"'{APPLICATION_NAME}')",
+            timeout=60,
+        )
+        await transaction.commit()
+    finally:
+        await older.close()
+    assert await _index_states(migrated.database_url) == [False]  # the INVALID leftover
+    assert ("scratch", SECOND) not in await _ledger(migrated.database_url)
+
+    rerun = migrated.migrate()
+
+    assert f"applied scratch:{SECOND} (index)" in rerun.stdout
+    assert "is INVALID" in rerun.stderr and "building it again" in rerun.stderr
+    assert await _index_states(migrated.database_url) == [True]
+    assert (await _ledger(migrated.database_url)).count(("scratch", SECOND)) == 1
+    assert await _fetchval(migrated.database_url, f"SELECT count(*) FROM {STEP_TABLE}") == 0
+
+
+async def test_a_refused_operation_changes_nothing_and_prints_the_recipe(
+    migrated: ScratchProject,
+) -> None:
+    schema = await catalog_snapshot(migrated.database_url)
+    ledger = await _ledger(migrated.database_url)
+    statements = [
+        "CREATE TABLE scratch_new (id bigint PRIMARY KEY)",
+        "ALTER TABLE scratch_gadgets DROP COLUMN name",
+    ]
+    migrated.write_migration(SECOND, "drop name", statements)
+
+    refused = migrated.piccolo("conference", "migrate")
+
+    assert refused.returncode == 1
+    assert "refused before anything ran (nothing changed)" in refused.stderr
+    assert f"scratch:{SECOND}" in refused.stderr
+    assert "dropping column scratch_gadgets.name" in refused.stderr
+    assert "safe recipe: 1. stop reading and writing the column" in refused.stderr
+    assert "ACKNOWLEDGE_UNSAFE = {'drop_column scratch_gadgets.name':" in refused.stderr
+    assert await catalog_snapshot(migrated.database_url) == schema
+    assert await _ledger(migrated.database_url) == ledger
+    dry = migrated.piccolo("conference", "migrate", "--dry_run")
+    assert dry.returncode == 1 and "dropping column scratch_gadgets.name" in dry.stderr
+
+    migrated.write_migration(
+        SECOND,
+        "drop name",
+        statements,
+        extra="ACKNOWLEDGE_UNSAFE = {'drop_column scratch_gadgets.name': 'no code reads it'}",
+    )
+    migrated.migrate()
+    assert ("scratch", SECOND) in await _ledger(migrated.database_url)
+
+
+async def test_the_runner_builds_the_same_schema_as_stock_piccolo(
+    migrated: ScratchProject, database_url: str
+) -> None:
+    # conftest migrated the session database with `piccolo migrations
+    # forwards all`; `migrated` came from `piccolo conference migrate`, whose
+    # UNIQUE, CHECK and FOREIGN KEY took the concurrent / NOT VALID route.
+    def ours(snapshot: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+        return [row for row in snapshot if row[1] in support.CONFERENCE_TABLES]
+
+    assert ours(await catalog_snapshot(migrated.database_url)) == ours(
+        await catalog_snapshot(database_url)
+    )
 
 
 # --- Dry run, target, status ------------------------------------------------
