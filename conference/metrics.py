@@ -64,6 +64,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conference import db, replicas
+from conference.db import Database, get_database
 from conference.logs import request_facts, route_template
 from conference.settings import Settings
 
@@ -179,20 +181,23 @@ def timed_query(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]
 # --- Pool gauges -------------------------------------------------------------
 
 
-def sample_pool() -> None:
-    """Set this worker's pool gauges from its pool (zeros when it has none)."""
+def sample_pool(database: Database | None = None) -> None:
+    """
+    Set this worker's pool gauges from its pool (zeros when it has none).
+
+    :param database:
+        Default: the engine of ``piccolo_conf`` (the app's).
+    """
     size = in_use = waiters = maximum = 0
     try:
-        from conference.db import get_database
-
-        pool: Any = get_database().engine.pool
+        pool: Any = (database or get_database()).engine.pool
     except Exception:  # no piccolo_conf here: nothing to sample
         pool = None
     if pool is not None:
         size = pool.get_size()
         in_use = size - pool.get_idle_size()
         maximum = pool.get_max_size()
-        waiters = getattr(pool, "waiting", 0)
+        waiters = pool.waiting  # conference.pool.ConferencePool
     POOL_SIZE.set(size)
     POOL_IN_USE.set(in_use)
     POOL_WAITERS.set(waiters)
@@ -246,8 +251,6 @@ class DatabaseFacts(Collector):
 
     async def refresh(self, deadline: float = SCRAPE_DEADLINE_SECONDS) -> None:
         """Read the facts now, giving up on any that take longer than ``deadline``."""
-        from conference import db
-
         metrics: list[Metric] = []
         health = await db.check_connection(deadline=deadline)
         up = GaugeMetricFamily(
@@ -290,8 +293,6 @@ class DatabaseFacts(Collector):
 
 
 async def _replica_metrics(deadline: float) -> list[Metric]:
-    from conference import db, replicas
-
     if not db.get_database().engine.extra_nodes:
         return []
     try:

@@ -6,17 +6,21 @@ own parser.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from conference import queries
-from conference.metrics import metrics_routes
+from conference.db import Database
+from conference.engine import ConferenceEngine
+from conference.metrics import metrics_routes, sample_pool
 from conference.settings import Settings
 from tests.replication import StreamingReplica
 from tests.support import LiveServer, conference_migration_ids
@@ -184,3 +188,40 @@ def test_each_replica_reports_whether_it_is_used_and_its_lag(
     assert value(scraped, "conference_replica_up", replica="replica_1") == 1
     lag = value(scraped, "conference_replica_lag_seconds", replica="replica_1")
     assert lag is not None and 0 <= lag < 5
+
+
+async def test_the_pool_gauges_count_connections_in_use_and_callers_waiting(
+    database_url: str,
+) -> None:
+    database = Database(ConferenceEngine(url=database_url, connect_timeout=5, acquire_timeout=10))
+    await database.start_pool(max_size=1, min_size=1)
+    try:
+        pool = database.engine.pool
+        async with pool.acquire():
+            waiter = asyncio.ensure_future(database.query("SELECT 1 AS one"))
+            async with asyncio.timeout(10):
+                while pool.waiting == 0:  # noqa: ASYNC110 - a counter, no event to wait on
+                    await asyncio.sleep(0.01)
+            sample_pool(database)
+            busy = {
+                name: REGISTRY.get_sample_value(name)
+                for name in (
+                    "conference_db_pool_connections",
+                    "conference_db_pool_connections_in_use",
+                    "conference_db_pool_waiters",
+                    "conference_db_pool_max_connections",
+                )
+            }
+        assert (await waiter)[0]["one"] == 1
+        sample_pool(database)
+        waiters_after = REGISTRY.get_sample_value("conference_db_pool_waiters")
+    finally:
+        await database.close_pool()
+
+    assert busy == {
+        "conference_db_pool_connections": 1,
+        "conference_db_pool_connections_in_use": 1,
+        "conference_db_pool_waiters": 1,
+        "conference_db_pool_max_connections": 1,
+    }
+    assert waiters_after == 0
