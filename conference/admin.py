@@ -123,6 +123,8 @@ def create_admin_app(settings: Settings | None = None) -> ASGIApp:
         site_name="LiveKit conference",
         production=settings.production,
         allowed_hosts=settings.allowed_host_list,
+        # Relative, so it also works when the whole app is mounted under a prefix.
+        sidebar_links={"Usage reports": "../reports/"},
         auto_include_related=False,
         forms=[erase_form()],
     )

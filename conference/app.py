@@ -2,16 +2,19 @@
 The ``conference`` ASGI application: piccolo-admin at ``/admin/``, health
 endpoints, and a lifespan that owns the connection pool.
 
-Serve it with ``uvicorn conference.app:app`` (what ``make run`` does), or
-build one with :func:`create_app` and mount it, or just
-:func:`conference.admin.create_admin_app`, in a larger ASGI service.
-Importing this module connects to nothing: the pool starts in the lifespan.
+Serve the factory with ``uvicorn --factory conference.app:create_app``
+(what ``make run`` does), or build one with :func:`create_app` and mount
+it, or just :func:`conference.admin.create_admin_app`, in a larger ASGI
+service. Importing this module builds nothing and connects to nothing: the
+app is built by :func:`create_app`, its pool starts in the lifespan.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -22,9 +25,11 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from conference import db
 from conference.admin import check_production_settings, create_admin_app
+from conference.dashboard import create_dashboard_app
 from conference.logs import RequestLogMiddleware, configure_logging
 from conference.metrics import MetricsMiddleware, metrics_routes
 from conference.migrations import auto_migrate
+from conference.reports.schedule import refresh_periodically
 from conference.settings import Settings, get_settings
 from conference.webhooks import webhook_routes
 
@@ -79,7 +84,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             if settings.auto_migrate_enabled:
                 await auto_migrate()
-            yield
+            async with refresh_periodically(settings.reports_refresh_interval):
+                yield
         finally:
             # uvicorn has already let in-flight requests finish; close_pool
             # waits for queries still holding connections, up to its timeout.
@@ -91,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *webhook_routes(settings),
         *metrics_routes(settings),
         Mount("/admin/", create_admin_app(settings)),
+        Mount("/reports", create_dashboard_app(settings)),
     ]
     # Outermost first: every request gets an id, a log line and its counts.
     middleware = [Middleware(RequestLogMiddleware), Middleware(MetricsMiddleware)]
@@ -101,4 +108,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
-app = create_app()
+def __getattr__(name: str) -> Starlette:
+    # Deprecated: ``uvicorn conference.app:app`` was the documented command
+    # until the factory, and deployments name it. The app is built when
+    # that name is first read, never at import.
+    if name == "app":
+        warnings.warn(
+            "conference.app:app is deprecated and will be removed; serve the factory "
+            "instead: uvicorn --factory conference.app:create_app",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return _deprecated_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def _deprecated_app() -> Starlette:
+    return create_app()

@@ -123,6 +123,15 @@ class Settings(BaseSettings):
             "nor --before: 90d (days), 12h (hours) or 2w (weeks)."
         ),
     )
+    reports_refresh_interval: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "Seconds between two refreshes of the usage rollups (conference.reports) "
+            "by the running app; 0 turns its timer off (then schedule `piccolo "
+            "conference rollup` yourself)."
+        ),
+    )
 
     # --- The ASGI app and piccolo-admin (conference/app.py, admin.py) ------
     conference_env: Literal["development", "production"] = Field(
