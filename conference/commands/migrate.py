@@ -9,13 +9,18 @@ from conference.migrations import MigrationRunResult, run_migrations
 @exit_on_error
 async def migrate(dry_run: bool = False, verbose: bool = False, target: str | None = None) -> None:
     """
-    Apply the pending migrations of every registered app: one process at a
-    time (an advisory lock), each migration with its ledger row in one
-    transaction, under lock_timeout and statement_timeout.
+    Apply the pending migrations of every registered app without stalling
+    traffic: indexes on existing tables built CONCURRENTLY, constraints
+    added NOT VALID then validated, each step under a short lock_timeout
+    retried with backoff (MIGRATION_LOCK_TIMEOUT, MIGRATION_LOCK_BUDGET);
+    unsafe operations refused before anything runs, with their recipe. One
+    process at a time (an advisory lock). The guide:
+    conference/piccolo_migrations/README.md.
 
     :param dry_run:
-        Print every statement that would run, hand-written raw SQL included,
-        and change nothing.
+        Print the plan: every statement of every step, hand-written raw SQL
+        included, with the lock each step takes and its retry policy; change
+        nothing.
     :param verbose:
         Print every statement as it runs.
     :param target:
@@ -36,7 +41,13 @@ def format_result(result: MigrationRunResult, verbose: bool = False) -> str:
         lines.append(f"waited {result.lock_wait_ms / 1000:.1f} s for another process's migrations")
     for step in result.migrations:
         described = f" ({step.description})" if step.description else ""
-        lines.append(f"applied {step.name}{described} in {step.duration_ms or 0:.0f} ms")
+        notes = [f"{step.steps} steps"] if step.steps > 1 else []
+        if step.retries:
+            notes.append(f"{step.retries} lock retries")
+        if step.resumed_at:
+            notes.append(f"resumed at step {step.resumed_at}")
+        extra = f" ({', '.join(notes)})" if notes else ""
+        lines.append(f"applied {step.name}{described} in {step.duration_ms or 0:.0f} ms{extra}")
         if verbose:
             for statement in step.statements:
                 lines.extend(f"    {line}" for line in statement.splitlines())

@@ -12,7 +12,9 @@ from conference.migrations import migration_status
 async def status() -> None:
     """
     Show the server (version, latency) and every migration of the
-    registered apps: applied (and when), pending, or changed since it ran.
+    registered apps: applied (and when), pending, partly applied (a run
+    interrupted between steps: the next migrate resumes it), or changed
+    since it ran.
     Exits 1 only when the database cannot be reached; `verify` is the check
     for CI.
     """
@@ -24,6 +26,8 @@ async def status() -> None:
     for state in states:
         if not state.has_file:
             label = "no file"
+        elif state.applied_at is None and state.steps_done:
+            label = "PARTIAL"  # interrupted between steps; migrate resumes it
         elif state.applied_at is None:
             label = "PENDING"
         elif state.checksum_matches is False:

@@ -42,7 +42,7 @@ from .ledger import CHECKSUM_TABLE, STEP_TABLE, MigrationFile, migration_files, 
 from .safety import ACKNOWLEDGEMENTS
 
 if TYPE_CHECKING:
-    from .backfill import BackfillResult, backfill
+    from .backfills import BackfillResult, backfill
     from .runner import (
         APPLICATION_NAME,
         CLIENT_CHECK_INTERVAL,
@@ -62,8 +62,8 @@ if TYPE_CHECKING:
 # imported on first use, so that ``conference.db`` importing
 # ``conference.migrations.ledger`` does not import them back (no cycle).
 _LAZY = {
-    "BackfillResult": "backfill",
-    "backfill": "backfill",
+    "BackfillResult": "backfills",
+    "backfill": "backfills",
     **dict.fromkeys(
         [
             "APPLICATION_NAME",

@@ -459,14 +459,16 @@ class _Planner:
         column = command.def_
         name = column.colname
         moved = []
+        acknowledged: Statement | None = None
         for constraint in column.constraints or ():
             if constraint.contype == ConstrType.CONSTR_DEFAULT:
                 volatile = _is_volatile(constraint.raw_expr)
-                if (
-                    volatile
-                    and self._refuse("volatile_default", f"{table}.{name}", sql, volatile) is None
-                ):
-                    return
+                if volatile:
+                    acknowledged = self._refuse(
+                        "volatile_default", f"{table}.{name}", sql, volatile
+                    )
+                    if acknowledged is None:
+                        return
             if constraint.contype in (
                 ConstrType.CONSTR_UNIQUE,
                 ConstrType.CONSTR_FOREIGN,
@@ -475,7 +477,8 @@ class _Planner:
                 moved.append(constraint)
         if not moved:
             self._transactional(
-                Statement(
+                acknowledged
+                or Statement(
                     sql,
                     f"ACCESS EXCLUSIVE on {table} (brief, no rewrite)",
                     "new nullable or constant-default column",

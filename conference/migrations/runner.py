@@ -310,7 +310,7 @@ async def read_catalog(connection: Any) -> Catalog:
 # --- Connections and the advisory lock ----------------------------------------
 
 
-def _engine() -> PostgresEngine:
+def _piccolo_conf_engine() -> PostgresEngine:
     return get_database().engine
 
 
@@ -366,7 +366,7 @@ async def _lock_holder(connection: Any) -> str:
 # --- Running ------------------------------------------------------------------
 
 
-def _describe(error: BaseException, settings: Settings) -> str:
+def _describe_migration_error(error: BaseException, settings: Settings) -> str:
     if isinstance(error, MigrationError):
         return str(error)
     if isinstance(error, asyncpg.LockNotAvailableError):
@@ -438,7 +438,7 @@ async def _apply(
                 else:
                     message = (
                         f"migration {file.name} ({file.path.name}) failed and was rolled back, "
-                        f"with its ledger row: {_describe(error, settings)}"
+                        f"with its ledger row: {_describe_migration_error(error, settings)}"
                     )
                     if len(plan.steps) > 1:
                         message += (
@@ -542,7 +542,7 @@ async def run_migrations(
         :func:`get_settings`.
     """
     settings = settings or get_settings()
-    engine = _engine()
+    engine = _piccolo_conf_engine()
     files = migration_files()
     if target:
         find_migration(files, target)  # an unknown target fails before connecting
@@ -598,7 +598,7 @@ async def auto_migrate() -> MigrationRunResult:
 
 async def pending_migrations() -> list[str]:
     """The migrations (``app:ID``) of the registered apps not applied yet."""
-    connection = await _connect(_engine())
+    connection = await _connect(_piccolo_conf_engine())
     try:
         state = await read_ledger(connection)
     finally:
@@ -608,11 +608,11 @@ async def pending_migrations() -> list[str]:
 
 async def migration_status() -> list[MigrationState]:
     """Every migration with its state, plus ledger rows whose file is missing."""
-    return await _status(migration_files())
+    return await _migration_states(migration_files())
 
 
-async def _status(files: list[MigrationFile]) -> list[MigrationState]:
-    connection = await _connect(_engine())
+async def _migration_states(files: list[MigrationFile]) -> list[MigrationState]:
+    connection = await _connect(_piccolo_conf_engine())
     try:
         state = await read_ledger(connection)
     finally:
@@ -648,7 +648,7 @@ async def verify() -> VerifyResult:
     files = migration_files()
     paths = {file.name: file.path for file in files}
     result = VerifyResult()
-    for state in await _status(files):
+    for state in await _migration_states(files):
         if not state.has_file:
             continue
         if state.applied_at is None:

@@ -83,8 +83,7 @@ async def backfill(
     started = time.perf_counter()
     rows = batches = 0
     while True:
-        async with database.transaction() as transaction:
-            connection = transaction.connection
+        async with database.transaction(), database.connection() as connection:
             await connection.execute(
                 f"SET LOCAL statement_timeout = '{round(statement_timeout * 1000)}ms'"
             )
