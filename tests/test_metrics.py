@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from prometheus_client import REGISTRY
@@ -24,6 +25,7 @@ from conference.metrics import metrics_routes, sample_pool
 from conference.settings import Settings
 from tests.replication import StreamingReplica
 from tests.support import LiveServer, conference_migration_ids
+from tests.webhook_sessions import product_sync, sign
 
 POOL_MAX = "3"
 
@@ -225,3 +227,46 @@ async def test_the_pool_gauges_count_connections_in_use_and_callers_waiting(
         "conference_db_pool_max_connections": 1,
     }
     assert waiters_after == 0
+
+
+def test_webhooks_are_counted_by_event_type_outcome_and_status(
+    database_url: str, tmp_path: Path, connection: asyncpg.Connection
+) -> None:
+    # ``connection``: the recorded rows are deleted after the test.
+    key, secret = "APImetricstest", "a-secret-for-the-metrics-test-0123456789"
+    live = LiveServer(
+        database_url,
+        env={"LIVEKIT_API_KEY": key, "LIVEKIT_API_SECRET": secret},
+        state_dir=tmp_path,
+    )
+    first = product_sync(tag="metrics")[0]  # room_started
+    url = f"{live.base_url}/webhooks/livekit"
+    try:
+        live.wait_until_serving()
+        signed = {
+            "Authorization": sign(first.body, key, secret),
+            "Content-Type": "application/webhook+json",
+        }
+        answers = [
+            httpx.post(url, content=first.body, headers=signed).status_code,
+            httpx.post(url, content=first.body, headers=signed).status_code,  # a retry
+            httpx.post(url, content=first.body).status_code,  # unsigned
+            httpx.post(
+                url,
+                content=first.body,
+                headers={"Authorization": sign(first.body, key, "not-the-secret-" * 3)},
+            ).status_code,
+        ]
+        scraped = scrape(live.base_url)
+    finally:
+        live.close()
+
+    assert answers == [200, 200, 401, 401]
+    requests = "conference_webhook_requests_total"
+    assert value(scraped, requests, event_type=first.event, outcome="recorded", status="200") == 1
+    assert value(scraped, requests, event_type=first.event, outcome="duplicate", status="200") == 1
+    assert value(scraped, requests, event_type="unknown", outcome="unauthorized", status="401") == 2
+    failures = "conference_webhook_signature_failures_total"
+    assert value(scraped, failures, reason="missing") == 1
+    assert value(scraped, failures, reason="bad_signature") == 1
+    assert value(scraped, "conference_webhook_duration_seconds_count") == 4
