@@ -17,24 +17,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from conference.db import Database
 from conference.engine import ConferenceEngine, url_hosts, validate_database_url
 from conference.errors import ConfigurationError, DatabaseUnavailable
-from tests import support
+from tests.failover_drill import (
+    WebhookStream,
+    build_pair,
+    readiness,
+    recorded_event_ids,
+    wait_until_ready,
+)
 from tests.replication import StreamingReplica
 from tests.support import LiveServer
-from tests.webhook_sessions import WEBHOOK_ENV, Recorded, product_sync, sign
+from tests.webhook_sessions import WEBHOOK_ENV, product_sync
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +90,8 @@ async def pair(cluster_root: Path) -> AsyncIterator[StreamingReplica]:
     A primary with a migrated database and a streaming standby of it, of
     this test alone (it kills the primary); both gone after the test.
     """
-    root = cluster_root / f"failover-{uuid.uuid4().hex[:8]}"
-    root.mkdir()
-    pair = StreamingReplica(root)
+    pair = await build_pair(cluster_root / f"failover-{uuid.uuid4().hex[:8]}")
     try:
-        pair.database_url = await support.create_database(pair.server_url)
-        pair.create_replica()
-        # The migration runner through the multi-host URL: it finds the primary.
-        support.run_piccolo(["migrations", "forwards", "all"], pair.failover_url())
         yield pair
     finally:
         pair.close()
@@ -109,116 +106,6 @@ def app(pair: StreamingReplica, tmp_path: Path) -> Iterator[LiveServer]:
         yield live
     finally:
         live.close()
-
-
-@dataclass
-class Answer:
-    """One delivery of a webhook: sent and answered (``time.monotonic()``), and the status."""
-
-    sent_at: float
-    at: float
-    event_id: str
-    status: int
-
-
-@dataclass
-class WebhookStream:
-    """
-    Threads that deliver LiveKit room sessions to the app one event after
-    another, as LiveKit's per-room queues do, and note every answer.
-    """
-
-    base_url: str
-    answers: list[Answer] = field(default_factory=list)
-    sent: dict[str, Recorded] = field(default_factory=dict)
-    stopping: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def start(self, senders: int = 2) -> None:
-        for number in range(senders):
-            thread = threading.Thread(target=self._send, args=(number,), daemon=True)
-            thread.start()
-            self.threads.append(thread)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
-
-    def ok(self) -> list[Answer]:
-        return [answer for answer in self.answers if answer.status == 200]
-
-    def wait_for_oks(self, count: int, after: float = 0.0, timeout: float = 30.0) -> float:
-        """Wait for ``count`` 200s to webhooks sent after ``after``; the time of the first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            oks = [answer.at for answer in self.ok() if answer.sent_at > after]
-            if len(oks) >= count:
-                return min(oks)
-            time.sleep(0.02)
-        raise AssertionError(
-            f"fewer than {count} webhooks answered 200 within {timeout} s; the last answers "
-            f"were {[answer.status for answer in self.answers[-10:]]}"
-        )
-
-    def _send(self, number: int) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=30) as client:
-            session = 0
-            while not self.stopping.is_set():
-                session += 1
-                for event in product_sync(tag=f"s{number}x{session}x"):
-                    if self.stopping.is_set():
-                        return
-                    self.deliver(client, event)
-
-    def deliver(self, client: httpx.Client, event: Recorded) -> None:
-        """Post one event and note the answer (0: no HTTP answer at all)."""
-        self.sent[event.event_id] = event
-        headers = {
-            "Content-Type": "application/webhook+json",
-            "Authorization": sign(
-                event.body, WEBHOOK_ENV["LIVEKIT_API_KEY"], WEBHOOK_ENV["LIVEKIT_API_SECRET"]
-            ),
-        }
-        sent_at = time.monotonic()
-        try:
-            status = client.post(
-                "/webhooks/livekit", content=event.body, headers=headers
-            ).status_code
-        except httpx.HTTPError:
-            status = 0  # no answer at all: the app itself failed
-        self.answers.append(Answer(sent_at, time.monotonic(), event.event_id, status))
-        if status != 200:
-            time.sleep(0.05)  # LiveKit backs off before retrying
-
-
-async def recorded_event_ids(url: str) -> set[str]:
-    """The webhook ids in ``analytics`` on the server of ``url``."""
-    connection = await asyncpg.connect(url)
-    try:
-        rows = await connection.fetch(
-            "SELECT webhook_event_id FROM analytics WHERE webhook_event_id IS NOT NULL"
-        )
-    finally:
-        await connection.close()
-    return {row["webhook_event_id"] for row in rows}
-
-
-def readiness(app: LiveServer) -> dict[str, object]:
-    response = httpx.get(f"{app.base_url}/readyz", timeout=10)
-    body: dict[str, object] = response.json()
-    body["http_status"] = response.status_code
-    return body
-
-
-def wait_until_ready(app: LiveServer, timeout: float = RECOVERY_BOUND) -> dict[str, object]:
-    """``/readyz`` once it answers 200; fail with its last answer otherwise."""
-    deadline = time.monotonic() + timeout
-    while (body := readiness(app))["http_status"] != 200:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"/readyz did not answer 200 within {timeout} s: {body}")
-        time.sleep(0.1)
-    return body
 
 
 async def test_with_a_synchronous_standby_every_acknowledged_webhook_survives_the_primarys_death(
@@ -242,7 +129,7 @@ async def test_with_a_synchronous_standby_every_acknowledged_webhook_survives_th
         stream.stop()
 
     statuses = {answer.status for answer in stream.answers}
-    assert statuses <= {200, 503}, f"answers other than 200 and 503: {statuses}"
+    assert statuses <= {200, 503}, f"answers other than 200 and 503: {statuses}\n{app.output()}"
     recovery = recovered_at - promoted_at
     logger.warning(
         "failover (synchronous): first 200 %.2f s after the kill, %.2f s after promote; "
