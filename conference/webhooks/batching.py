@@ -43,7 +43,7 @@ BatchWriter = Callable[
 ]
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the same event may wait twice (a retry)
 class _Waiting:
     changes: EventChanges
     body: str
@@ -96,25 +96,30 @@ class GroupCommit:
 
         Raises whatever failed the batch as a whole (then nothing of it was
         stored): what :func:`~conference.webhooks.store.record_batch` raises,
-        and :class:`~conference.errors.WebhookBacklog` when no writer took the event in time.
+        and :class:`~conference.errors.WebhookBacklog` when no writer took
+        the event in time.
         """
         waiting = _Waiting(changes, body)
         waiting.future.add_done_callback(_retrieve)
         self._waiting.append(waiting)
         self._start_writers()
+        # A timer, not wait_for(): this runs for every webhook and must be cheap.
+        timer = asyncio.get_running_loop().call_later(self.queue_timeout, self._expire, waiting)
         try:
-            # shield: a timeout must not cancel a future a writer may resolve.
-            return await asyncio.wait_for(asyncio.shield(waiting.future), self.queue_timeout)
-        except TimeoutError:
-            if waiting in self._waiting:  # no writer took it: drop it unwritten
-                self._waiting.remove(waiting)
-                raise WebhookBacklog(
-                    f"no database writer was free for {self.queue_timeout:g} s; the database "
-                    "is slow or unreachable. Retry later"
-                ) from None
-        # A writer has it: its transaction is bounded by the pool and the
-        # statement timeout, so wait for the outcome (the commit).
-        return await waiting.future
+            return await waiting.future
+        finally:
+            timer.cancel()
+
+    def _expire(self, waiting: _Waiting) -> None:
+        """Refuse an event no writer took within the bound; one taken runs to its commit."""
+        if waiting in self._waiting and not waiting.future.done():
+            self._waiting.remove(waiting)
+            waiting.future.set_exception(
+                WebhookBacklog(
+                    f"no database writer was free for {self.queue_timeout:g} s; the "
+                    "database is slow or unreachable. Retry later"
+                )
+            )
 
     def _start_writers(self) -> None:
         while self._waiting and len(self._running) < self.writers:
