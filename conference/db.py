@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import (
@@ -59,6 +61,7 @@ from typing import Any
 
 import asyncpg
 from asyncpg.exceptions import TargetServerAttributeNotMatched
+from piccolo.conf.apps import DEFAULT_MODULE_NAME, ENGINE_VAR, ENVIRONMENT_VARIABLE
 from piccolo.engine.finder import engine_finder
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
@@ -664,6 +667,11 @@ def get_database() -> Database:
     engine Piccolo's tables use.
     """
     global _default
+    # The fast path, taken by every call after the first: piccolo_conf is
+    # imported and its DB is still the engine we hold.
+    conf = sys.modules.get(os.environ.get(ENVIRONMENT_VARIABLE) or DEFAULT_MODULE_NAME)
+    if _default is not None and getattr(conf, ENGINE_VAR, None) is _default.engine:
+        return _default
     try:
         engine = engine_finder()
     except ModuleNotFoundError as error:

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -61,7 +62,7 @@ import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.query.base import Query
 
-from conference.db import Database, get_database, translate_error
+from conference.db import Database, get_database
 from conference.engine import redact_url
 from conference.errors import ConferenceError, DatabaseUnavailable, TransactionConflict
 from conference.settings import Settings, get_settings
@@ -227,12 +228,10 @@ class ReplicaRouter:
         node = await self.read_node()
         if node is not None:
             try:
-                return await query.run(node=node)
-            except Exception as error:
-                translated = translate_error(error, self.replicas[node].config.get("dsn"))
-                if not isinstance(translated, _RETRY_ON_PRIMARY):
-                    raise
-                self._skip(node, translated)
+                with self._replicas[node].translate_errors():
+                    return await query.run(node=node)
+            except _RETRY_ON_PRIMARY as error:
+                self._skip(node, error)
         return await query.run()
 
     # --- Checking -----------------------------------------------------------
@@ -253,9 +252,10 @@ class ReplicaRouter:
         started = time.monotonic()
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
-                row = await _fetchrow(self.engine, _PRIMARY_SQL)
+                with self._primary.translate_errors():
+                    row = await _fetchrow(self._primary, _PRIMARY_SQL)
             primary_lsn: int | None = parse_lsn(row["lsn"])
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except (TimeoutError, ConferenceError) as error:
             # The replicas are still judged, by their replay timestamps.
             logger.debug("could not read the primary's WAL position: %s", error)
             primary_lsn = None
@@ -270,17 +270,19 @@ class ReplicaRouter:
             self._log_change(status)
 
     async def _check_replica(self, node: str, primary_lsn: int | None) -> ReplicaStatus:
-        engine = self.replicas[node]
-        url = redact_url(str(engine.config.get("dsn", "")))
+        replica = self._replicas[node]
+        url = redact_url(replica.url)
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
-                row = await _fetchrow(engine, _REPLICA_SQL)
-                if _behind(row, primary_lsn):
-                    row = await _fetchrow(engine, _REPLICA_SQL)  # usually caught up now
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            translated = translate_error(error, url) or error
-            return ReplicaStatus(node, url, usable=False, reason=f"unreachable: {translated}")
-        except ConferenceError as error:  # from the validating pool
+                with replica.translate_errors():
+                    row = await _fetchrow(replica, _REPLICA_SQL)
+                    if _behind(row, primary_lsn):
+                        row = await _fetchrow(replica, _REPLICA_SQL)  # usually caught up now
+        except TimeoutError:
+            return ReplicaStatus(
+                node, url, usable=False, reason=f"unreachable: no answer within {CHECK_TIMEOUT:g} s"
+            )
+        except ConferenceError as error:
             return ReplicaStatus(node, url, usable=False, reason=f"unreachable: {error}")
         if not row["in_recovery"]:
             return ReplicaStatus(
@@ -349,49 +351,49 @@ def _behind(row: asyncpg.Record, primary_lsn: int | None) -> bool:
     )
 
 
-async def _fetchrow(engine: PostgresEngine, sql: str) -> asyncpg.Record:
-    if engine.pool is not None:
-        async with engine.pool.acquire() as connection:
-            return await connection.fetchrow(sql)
-    connection = await engine.get_new_connection()
-    try:
+async def _fetchrow(database: Database, sql: str) -> asyncpg.Record:
+    async with database.connection(join_transaction=False) as connection:
         return await connection.fetchrow(sql)
-    finally:
-        await connection.close()
 
 
 # --- Module-level API: the engine of piccolo_conf ----------------------------
 
-_default: ReplicaRouter | None = None
+_routers: weakref.WeakKeyDictionary[PostgresEngine, ReplicaRouter] = weakref.WeakKeyDictionary()
 
 
-def get_router() -> ReplicaRouter:
-    """The :class:`ReplicaRouter` of the engine in ``piccolo_conf`` (``DB``)."""
-    global _default
-    engine = get_database().engine
-    if _default is None or _default.engine is not engine:
-        _default = ReplicaRouter(engine)
-    return _default
+def get_router(database: Database | None = None) -> ReplicaRouter:
+    """
+    The :class:`ReplicaRouter` of ``database``'s engine (default: the
+    engine in ``piccolo_conf``, ``DB``); one per engine, so that its
+    checks are shared.
+    """
+    engine = (database or get_database()).engine
+    router = _routers.get(engine)
+    if router is None:
+        router = _routers[engine] = ReplicaRouter(engine)
+    return router
 
 
-async def read_node() -> str | None:
+async def read_node(*, database: Database | None = None) -> str | None:
     """The node for a lag-tolerant read; see :meth:`ReplicaRouter.read_node`."""
-    return await get_router().read_node()
+    return await get_router(database).read_node()
 
 
-async def read_query(sql: str, *args: Any) -> list[asyncpg.Record]:
+async def read_query(
+    sql: str, *args: Any, database: Database | None = None
+) -> list[asyncpg.Record]:
     """A read-only statement on a replica or the primary; see :meth:`ReplicaRouter.read_query`."""
-    return await get_router().read_query(sql, *args)
+    return await get_router(database).read_query(sql, *args)
 
 
-async def read(query: Query[Any, Any]) -> Any:
+async def read(query: Query[Any, Any], *, database: Database | None = None) -> Any:
     """A read-only Piccolo query on a replica or the primary; see :meth:`ReplicaRouter.read`."""
-    return await get_router().read(query)
+    return await get_router(database).read(query)
 
 
-async def replica_status() -> list[ReplicaStatus]:
-    """Check every replica now; see :meth:`ReplicaRouter.status`."""
-    return await get_router().status()
+async def replica_status(*, database: Database | None = None) -> list[ReplicaStatus]:
+    """Check every replica now (for ``/metrics``); see :meth:`ReplicaRouter.status`."""
+    return await get_router(database).status()
 
 
 @contextmanager

@@ -221,7 +221,7 @@ async def test_the_query_catalogue_reads_from_a_replica_unless_told_otherwise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     router = ReplicaRouter(engine, max_lag=60, check_interval=0)
-    monkeypatch.setattr(replicas, "get_router", lambda: router)
+    monkeypatch.setattr(replicas, "get_router", lambda database=None: router)
     meeting_id = await insert_meeting(engine, "catalogue-on-replica")
     await streaming_replica.wait_for_replay()
 
