@@ -244,8 +244,8 @@ class ReportState(Table, tablename="report_state"):
 
     #: Everything up to this moment is in the rollups; running meetings count up to it.
     as_of = Timestamptz(null=False, default=None)
-    #: pg_snapshot_xmin of the refresh's snapshot: rows written by transactions
-    #: from this one on may be new to the rollups.
+    #: The watermark: rows written by transactions from this one (a 64-bit
+    #: transaction id) on may be new to the rollups.
     snapshot_xmin = BigInt(null=False, default=0)
     #: Analytics keys (uuidv7, time-ordered) below this were all seen.
     analytics_floor = UUID(null=False, default=None)
@@ -297,6 +297,26 @@ class ReportEventHour(Table, tablename="report_event_hours"):
     report_event_hours_room_hour_type = Unique(["room_name", "hour", "event_type"])
 
 
+class ReportDay(Table, tablename="report_days"):
+    """
+    One UTC day of ``report_hours`` and ``report_event_hours`` added up, per
+    room (and ``""``): what day and week reports in UTC read.
+    """
+
+    day = Timestamptz(null=False, default=None)
+    room_name = Varchar(length=255, null=False, default=None)
+    meetings_started = Integer(null=False, default=0)
+    participant_sessions = Integer(null=False, default=0)
+    participant_us = BigInt(null=False, default=0)
+    #: The largest of the day's hourly peaks: the day's exact peak.
+    peak_participants = Integer(null=False, default=0)
+    recording_us = BigInt(null=False, default=0)
+    #: Events by type: ``{"participant_joined": 12, ...}``.
+    events = JSONB(null=False, default={})
+
+    report_days_room_day = Unique(["room_name", "day"])
+
+
 #: The conference data: the four LiveKit tables, parents first (the order to
 #: insert or COPY in; reversed, to delete or truncate in). The one list of
 #: them: seed, generate, the tests and the benchmarks derive theirs from it
@@ -309,4 +329,10 @@ TABLES: list[type[Table]] = [Meeting, Participant, Recording, AnalyticsEvent]
 RECORD_TABLES: list[type[Table]] = [Erasure]
 
 #: The usage rollups: derived data, rebuilt from TABLES by conference.reports.
-REPORT_TABLES: list[type[Table]] = [ReportState, ReportMeeting, ReportHour, ReportEventHour]
+REPORT_TABLES: list[type[Table]] = [
+    ReportState,
+    ReportMeeting,
+    ReportHour,
+    ReportEventHour,
+    ReportDay,
+]
