@@ -62,6 +62,7 @@ _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None)._
     "message",
     "asctime",
     "taskName",
+    "color_message",  # uvicorn's: the message again, with terminal colours
 }
 
 logger = logging.getLogger(REQUEST_LOGGER)
