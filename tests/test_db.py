@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -516,5 +517,38 @@ async def test_a_connection_whose_server_went_away_after_the_statement_loses_no_
             stoppable_server.stop()
         stoppable_server.start()
         assert await database.query("SELECT 1 AS one") == [(1,)]
+    finally:
+        await database.close_pool()
+
+
+async def test_requests_cancelled_mid_acquire_leak_no_connection_and_hand_out_none_twice(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every acquisition probes its connection, so cancellations land during
+    # probes, waits and statements alike (a client that hung up, a deadline).
+    monkeypatch.setattr(conference.pool, "VALIDATE_AFTER_IDLE", 0.0)
+    database = Database(ConferenceEngine(url=database_url, connect_timeout=5, acquire_timeout=5))
+    await database.start_pool(min_size=1, max_size=2)
+    delays = random.Random(12)
+    try:
+        for _ in range(60):
+            tasks = [asyncio.create_task(database.query("SELECT 1")) for _ in range(3)]
+            await asyncio.sleep(delays.uniform(0, 0.004))
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        pool = database.engine.pool
+        assert pool.get_idle_size() == pool.get_size() <= 2  # none left checked out
+        pids = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    database.query("SELECT pg_backend_pid() AS pid, pg_sleep(0.05)")
+                    for _ in range(6)
+                )
+            ),
+            timeout=10,
+        )
+        assert len({rows[0]["pid"] for rows in pids}) <= 2
     finally:
         await database.close_pool()
