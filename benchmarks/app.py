@@ -1,7 +1,8 @@
 """
 The real application plus two reference routes, for
 :mod:`benchmarks.webhooks`: the same server, middleware and uvicorn worker,
-so the only difference between the routes is the work they do.
+so the only difference between the routes is the work they do. Serve
+``benchmarks.app:create_app`` with ``uvicorn --factory``.
 
 - ``POST /bench/bare``: reads the body, answers 200; the HTTP floor.
 - ``POST /bench/verify``: the webhook's work without the database
@@ -12,16 +13,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from conference.app import create_app
+from conference import app as conference_app
 from conference.settings import get_settings
 from conference.webhooks.mapping import changes_for
 from conference.webhooks.verification import WebhookVerifier, webhook_keys
-
-_verifier = WebhookVerifier(webhook_keys(get_settings()))
 
 
 async def bare(request: Request) -> JSONResponse:
@@ -32,13 +32,18 @@ async def bare(request: Request) -> JSONResponse:
 
 async def verify(request: Request) -> JSONResponse:
     """Verify and map the webhook, write nothing."""
-    event = _verifier.verify(await request.body(), request.headers.get("authorization"))
+    verifier: WebhookVerifier = request.app.state.verifier
+    event = verifier.verify(await request.body(), request.headers.get("authorization"))
     changes = changes_for(event, received_at=datetime.now(UTC))
     return JSONResponse({"status": "verified", "id": changes.event_id})
 
 
-app = create_app()
-app.router.routes[0:0] = [
-    Route("/bench/bare", bare, methods=["POST"]),
-    Route("/bench/verify", verify, methods=["POST"]),
-]
+def create_app() -> Starlette:
+    """The conference app with ``/bench/bare`` and ``/bench/verify`` in front."""
+    app = conference_app.create_app()
+    app.state.verifier = WebhookVerifier(webhook_keys(get_settings()))
+    app.router.routes[0:0] = [
+        Route("/bench/bare", bare, methods=["POST"]),
+        Route("/bench/verify", verify, methods=["POST"]),
+    ]
+    return app

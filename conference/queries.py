@@ -394,7 +394,7 @@ LIMIT $3
 """
 
 
-def _status(status: RecordingStatus | str) -> str:
+def _recording_status_value(status: RecordingStatus | str) -> str:
     try:
         return RecordingStatus(status).value
     except ValueError:
@@ -412,7 +412,7 @@ def recordings_by_status_query(
     than ``limit`` to learn whether another page follows.
     """
     _check_limit(limit)
-    value = _status(status)
+    value = _recording_status_value(status)
     if after is None:
         return Query(_RECORDINGS, (value, limit + 1))
     if after.started_at is None:

@@ -154,19 +154,21 @@ def free_port() -> int:
 
 class LiveServer:
     """
-    ``uvicorn conference.app:app`` in a subprocess on a free port, as an
-    operator would run it, against ``database_url``; with ``via_run``,
-    ``piccolo conference run`` (what ``make run`` starts) instead.
+    ``uvicorn --factory conference.app:create_app`` in a subprocess on a
+    free port, as an operator would run it, against ``database_url``; with
+    ``via_run``, ``piccolo conference run`` (what ``make run`` starts)
+    instead. ``factory=False`` serves an app object (``module:app``).
     """
 
     def __init__(
         self,
         database_url: str,
         env: dict[str, str] | None = None,
-        app: str = "conference.app:app",
+        app: str = "conference.app:create_app",
         state_dir: Path | None = None,
         via_run: bool = False,
         args: Iterable[str] = (),
+        factory: bool = True,
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -182,6 +184,7 @@ class LiveServer:
                 "run",
                 "--seed=false",
                 f"--app={app}",
+                f"--factory={str(factory).lower()}",
                 "--host=127.0.0.1",
                 f"--port={self.port}",
             ]
@@ -191,6 +194,8 @@ class LiveServer:
                 "--host", "127.0.0.1", "--port", str(self.port),
                 "--timeout-graceful-shutdown", "10",
             ]  # fmt: skip
+            if factory:
+                command.append("--factory")
         command.extend(args)  # more options for `run` or uvicorn (--workers=2 …)
         self._log = self.log_path.open("w+")
         self.process = subprocess.Popen(

@@ -6,6 +6,9 @@ PostgreSQL 18 behind it.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from conference.admin import check_production_settings, development_credentials
 from conference.devdata.target import table_names
 from conference.errors import ConfigurationError
 from conference.settings import Settings
-from tests.support import LiveServer
+from tests.support import ROOT, LiveServer
 
 ADMIN_API_REQUESTS = [
     ("GET", "/admin/api/tables/"),
@@ -55,6 +58,44 @@ async def admin_user() -> tuple[str, str]:
             active=True,
         )
     return username, password
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+NO_KEYS = {"LIVEKIT_API_KEY": "", "LIVEKIT_API_SECRET": "", "LIVEKIT_WEBHOOK_KEYS": ""}
+
+
+def test_importing_the_app_module_builds_no_app_and_logs_nothing() -> None:
+    imported = _python(
+        "import logging; logging.basicConfig(level=logging.DEBUG); import conference.app",
+        NO_KEYS,
+    )
+
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stderr == ""
+
+
+def test_the_old_app_attribute_still_serves_with_a_deprecation_warning() -> None:
+    built = _python(
+        "import logging; logging.basicConfig(); from conference.app import app; "
+        "print(type(app).__name__, len(app.routes) > 3)",
+        NO_KEYS,
+    )
+
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.strip() == "Starlette True"
+    assert "FutureWarning" in built.stderr
+    assert "uvicorn --factory conference.app:create_app" in built.stderr
+    assert "no LiveKit API key is configured" in built.stderr  # built when read
 
 
 def test_healthz_answers_without_the_database(server: LiveServer) -> None:
@@ -168,7 +209,9 @@ async def test_two_apps_started_at_once_on_a_fresh_database_both_become_ready(
 async def test_sigterm_lets_the_request_in_flight_finish_then_exits_cleanly(
     database_url: str, tmp_path: Path
 ) -> None:
-    live = LiveServer(database_url, app="tests.slow_app:app", state_dir=tmp_path, via_run=True)
+    live = LiveServer(
+        database_url, app="tests.slow_app:create_app", state_dir=tmp_path, via_run=True
+    )
     try:
         await asyncio.to_thread(live.wait_until_serving)
         async with httpx.AsyncClient(timeout=30) as client:

@@ -34,6 +34,7 @@ def test_the_readme_mounting_example_starts_and_closes_the_pool(
         database_url,
         env={"PYTHONPATH": str(tmp_path)},
         app="mounted_example:app",
+        factory=False,
         state_dir=tmp_path,
     )
     try:

@@ -26,7 +26,8 @@ def run(
     host: str = "",
     port: int = 0,
     seed: bool = True,
-    app: str = "conference.app:app",
+    app: str = "conference.app:create_app",
+    factory: bool = True,
     workers: int = 1,
     proxy_headers: bool = False,
     forwarded_allow_ips: str = "127.0.0.1",
@@ -46,8 +47,12 @@ def run(
         Seed development data when the conference tables are empty. Existing
         data is never touched; never in production.
     :param app:
-        The ASGI app to serve, as ``module:attribute``: a host application
-        that wraps ``conference.app.create_app()`` gets the same startup.
+        The ASGI app to serve, as ``module:function`` of a function that
+        builds it (uvicorn --factory): a host application whose factory
+        wraps ``conference.app.create_app()`` gets the same startup.
+    :param factory:
+        APP names a function that builds the app; --factory=false when it
+        names an app object instead.
     :param workers:
         Server processes. Above 1, /metrics adds up the workers' counts
         through PROMETHEUS_MULTIPROC_DIR (default CONFERENCE_STATE_DIR/prometheus,
@@ -123,6 +128,7 @@ def run(
     signal.signal(signal.SIGINT, _exit_cleanly)
     uvicorn.run(
         app,
+        factory=factory,
         host=host,
         port=port,
         workers=workers,
