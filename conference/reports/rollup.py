@@ -60,6 +60,8 @@ MAX_TRANSACTIONS_BETWEEN_REFRESHES = 1_000_000_000
 
 SOURCE_TABLES = ("meetings", "participants", "recordings", "analytics")
 
+REPORT_TABLE_NAMES = ("report_meetings", "report_hours", "report_event_hours", "report_days")
+
 #: A recording in one of these states without ``completed_at`` is running.
 RUNNING_RECORDING_STATES = ("starting", "active", "ending")
 
@@ -344,13 +346,48 @@ JOIN analytics a ON a.meeting_id = cm.meeting_id
 GROUP BY cm.hour, cm.room_name, a.event_type
 """
 
+# The UTC days of the dirty hours, added up again from the hour rows.
+_DIRTY_DAYS = """
+CREATE TEMP TABLE report_dirty_days ON COMMIT DROP AS
+SELECT DISTINCT date_trunc('day', hour, 'UTC') AS day, room_name FROM report_dirty
+"""
+
+_DELETE_DIRTY_DAYS = """
+DELETE FROM report_days d USING report_dirty_days x
+WHERE d.day = x.day AND d.room_name = x.room_name
+"""
+
+_INSERT_DAYS = """
+INSERT INTO report_days (day, room_name, meetings_started, participant_sessions,
+                         participant_us, peak_participants, recording_us, events)
+SELECT x.day, x.room_name, coalesce(h.started, 0), coalesce(h.sessions, 0),
+       coalesce(h.participant_us, 0), coalesce(h.peak, 0), coalesce(h.recording_us, 0),
+       coalesce(e.events, '{}'::jsonb)
+FROM report_dirty_days x
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, sum(meetings_started) AS started, sum(participant_sessions) AS sessions,
+           sum(participant_us) AS participant_us, max(peak_participants) AS peak,
+           sum(recording_us) AS recording_us
+    FROM report_hours
+    WHERE room_name = x.room_name AND hour >= x.day AND hour < x.day + interval '24 hours'
+) h
+CROSS JOIN LATERAL (
+    SELECT jsonb_object_agg(event_type, n) AS events FROM (
+        SELECT event_type, sum(events) AS n FROM report_event_hours
+        WHERE room_name = x.room_name AND hour >= x.day AND hour < x.day + interval '24 hours'
+        GROUP BY event_type
+    ) t
+) e
+WHERE h.n > 0 OR e.events IS NOT NULL
+"""
+
 _SAVE_STATE = """
 WITH gone AS (DELETE FROM report_state)
 INSERT INTO report_state (as_of, snapshot_xmin, analytics_floor, filenodes, refreshed_at)
 VALUES ($1, $2, $3, $4, clock_timestamp())
 """
 
-_REBUILD = "TRUNCATE report_meetings, report_hours, report_event_hours"
+_REBUILD = "TRUNCATE report_meetings, report_hours, report_event_hours, report_days"
 
 
 # --- Refresh ----------------------------------------------------------------
@@ -453,8 +490,13 @@ async def _refresh(database: Database, rebuild: bool) -> RefreshResult:
         await database.query(statement)
     await database.query(_INSERT_HOURS, as_of)
     await database.query(_INSERT_EVENT_HOURS)
+    for statement in (_DIRTY_DAYS, _DELETE_DIRTY_DAYS, _INSERT_DAYS):
+        await database.query(statement)
     hours = (await database.query("SELECT count(*) AS n FROM report_dirty"))[0]["n"]
 
+    if reason:
+        # Fresh planner statistics for tables just filled from empty.
+        await database.query("ANALYZE " + ", ".join(REPORT_TABLE_NAMES))
     oldest = now["oldest_running"] or as_of
     await database.query(
         _SAVE_STATE,
