@@ -12,8 +12,8 @@ Log lines, and one log line per HTTP request.
      "webhook_outcome": "recorded"}
 
 :func:`configure_logging` installs the format (``conference.app.create_app``
-calls it, so ``uvicorn conference.app:app`` logs the same way as ``make
-run``). :class:`RequestLogMiddleware` gives every request an id (the
+calls it, so ``uvicorn --factory conference.app:create_app`` logs the same
+way as ``make run``). :class:`RequestLogMiddleware` gives every request an id (the
 client's ``X-Request-ID`` when it sends a sane one, else a new one, echoed
 in the response), adds it to every line logged while the request runs, and
 logs the request when it is answered. Endpoints add what they know with
