@@ -14,13 +14,15 @@ from typing import Any
 import asyncpg
 import pytest
 
+from conference.db import Database, get_database
 from conference.devdata.generate import GenerateProgress, generate
 from conference.devdata.seed import build_seed_rows
 from conference.devdata.synthetic import SyntheticData
 from conference.devdata.target import truncate_sql
+from conference.engine import ConferenceEngine
 from conference.errors import DatabaseNotEmpty, ProductionDatabaseError
 from conference.settings import get_settings
-from conference.tables import RecordingStatus
+from conference.tables import TABLES, RecordingStatus
 from tests import support
 from tests.consistency import broken_rules, latest_time, table_dump
 
@@ -199,3 +201,29 @@ def test_generated_event_bodies_have_the_shape_of_the_seeded_ones() -> None:
 
     for event_type, shape in seeded.items():
         assert generated[event_type] == shape, event_type
+
+
+async def test_generate_loads_into_the_database_it_is_given_and_no_other(
+    connection: asyncpg.Connection, fresh_database_url: str
+) -> None:
+    other = Database(ConferenceEngine(url=fresh_database_url, connect_timeout=10))
+    for table in TABLES:
+        for statement in table.create_table().ddl:
+            await other.query(statement)
+
+    result = await generate(**{**SMALL, "meetings": 20}, batch_size=7, database=other)
+
+    rows = await other.query("SELECT count(*) AS n FROM meetings")
+    assert rows[0]["n"] == result.counts["meetings"] == 20
+    assert await connection.fetchval("SELECT count(*) FROM meetings") == 0
+
+
+async def test_generate_refuses_to_run_inside_a_transaction(
+    connection: asyncpg.Connection,
+) -> None:
+    database = get_database()
+    with pytest.raises(ValueError, match="outside any transaction"):
+        async with database.transaction():
+            await generate(**SMALL, replace=True)
+
+    assert await connection.fetchval("SELECT count(*) FROM meetings") == 0

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from conference.db import Database
 from conference.devdata import seed as seed_module
 from conference.devdata.seed import (
     SEED_ROOM_NAMES,
@@ -21,9 +22,10 @@ from conference.devdata.seed import (
     seed_if_empty,
 )
 from conference.devdata.target import ensure_not_production
+from conference.engine import ConferenceEngine, database_name
 from conference.errors import CheckViolation, ProductionDatabaseError
 from conference.settings import get_settings
-from conference.tables import AnalyticsEvent
+from conference.tables import TABLES, AnalyticsEvent
 from tests import support
 from tests.consistency import broken_rules, latest_time, table_dump
 
@@ -251,3 +253,20 @@ async def test_seed_if_empty_leaves_a_production_database_empty(
     assert await seed_if_empty() is None
 
     assert await connection.fetchval("SELECT count(*) FROM meetings") == 0
+
+
+async def test_seed_writes_into_the_database_it_is_given_and_no_other(
+    connection: asyncpg.Connection, fresh_database_url: str
+) -> None:
+    other = Database(ConferenceEngine(url=fresh_database_url, connect_timeout=10))
+    for table in TABLES:
+        for statement in table.create_table().ddl:
+            await other.query(statement)
+
+    result = await seed(database=other)
+
+    assert result.counts == EXPECTED_COUNTS
+    assert result.database == database_name(fresh_database_url)
+    assert (await other.query("SELECT count(*) AS n FROM analytics"))[0]["n"] == 19
+    assert await connection.fetchval("SELECT count(*) FROM meetings") == 0
+    assert await seed_if_empty(database=other) is None  # it holds the seed now
