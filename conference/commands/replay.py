@@ -31,6 +31,8 @@ def replay(file: str, url: str = "", fresh: bool = False) -> None:
         Give the events new ids (event, room, participants, egress) so a
         second replay records a new session instead of duplicates.
     """
+    # Imported here, not for a cycle: every `piccolo` command imports this
+    # module, and only this one needs livekit-api (slow to import).
     from conference.webhooks.endpoint import WEBHOOK_PATH
     from conference.webhooks.replay import load_events, replay_events, with_fresh_ids
     from conference.webhooks.verification import webhook_keys
