@@ -32,11 +32,15 @@ test: $(INSTALLED)
 
 # The data layer against raw asyncpg (writes docs/benchmarks.md), the
 # webhook endpoint, and analytics vs a range-partitioned copy (its own
-# cluster under /tmp, ~1M events; --meetings 242000 for 10M); see benchmarks/.
+# cluster under /tmp, ~1M events; --meetings 242000 for 10M), and schema
+# changes on 1M analytics rows under 100 webhooks/s, conference migrate vs
+# stock piccolo (its own cluster .local/bench-issue11-pgdata; --rows 10000000
+# for the documented larger run); see benchmarks/.
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.data_layer
 	$(BIN)/python -m benchmarks.webhooks
 	$(BIN)/python -m benchmarks.partitioning
+	$(BIN)/python -m benchmarks.migrations --stop
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
