@@ -14,9 +14,10 @@ import asyncio
 import logging
 import re
 from typing import Any
-from urllib.parse import SplitResult, parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.exceptions import TargetServerAttributeNotMatched
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.utils.sync import run_sync
 
@@ -249,9 +250,56 @@ def describe_connection_error(error: BaseException, url: str) -> str:
     return f"cannot connect to {where}: {type(error).__name__}: {error}"
 
 
+def single_host_urls(url: str) -> list[str]:
+    """
+    One URL per server of a libpq multi-host URL, in order, each with the
+    same user, database and options; ``[url]`` for a plain URL.
+    """
+    parts = urlsplit(url)
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    hosts = [host for host in hostlist.split(",") if host]
+    if len(hosts) > 1:
+        return [urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}")) for host in hosts]
+    query = parse_qs(parts.query, keep_blank_values=True)
+    hosts = [host for host in ",".join(query.get("host", [])).split(",") if host]
+    if len(hosts) < 2:
+        return [url]
+    ports = [port for port in ",".join(query.get("port", [])).split(",") if port]
+    urls = []
+    for number, host in enumerate(hosts):
+        one = {**query, "host": [host]}
+        if ports:
+            one["port"] = [ports[number] if len(ports) > 1 else ports[0]]
+        urls.append(urlunsplit(parts._replace(query=urlencode(one, doseq=True, safe="/"))))
+    return urls
+
+
+async def connect_to_primary(dsn: str, timeout: float, **kwargs: Any) -> asyncpg.Connection:
+    """
+    ``asyncpg.connect()``, except that each host of a multi-host URL gets
+    ``timeout`` seconds of its own, as with libpq's ``connect_timeout``.
+    asyncpg's timeout covers all the hosts together, so a host that does
+    not answer at all (its machine gone, packets dropped rather than
+    refused) would use it up before the next host, the promoted standby,
+    is tried. Hosts are tried in order; a standby is passed over by
+    ``target_session_attrs``. Raises the last host's error when none fits.
+    """
+    urls = single_host_urls(dsn)
+    for url in urls[:-1]:
+        try:
+            return await asyncpg.connect(url, timeout=timeout, **kwargs)
+        except (OSError, TimeoutError, TargetServerAttributeNotMatched) as error:
+            logger.debug("skipping %s: %s: %s", redact_url(url), type(error).__name__, error)
+        except asyncpg.PostgresError as error:
+            if not isinstance(error, asyncpg.CannotConnectNowError):
+                raise  # a refused login or a missing database is the same everywhere
+            logger.debug("skipping %s: %s", redact_url(url), error)
+    return await asyncpg.connect(urls[-1], timeout=timeout, **kwargs)
+
+
 async def _connect(url: str, timeout: float) -> asyncpg.Connection:
     try:
-        return await asyncpg.connect(dsn=url, timeout=timeout)
+        return await connect_to_primary(url, timeout=timeout)
     except (OSError, TimeoutError, asyncpg.PostgresError) as error:
         raise DatabaseUnavailable(describe_connection_error(error, url)) from error
     except (ValueError, asyncpg.InterfaceError) as error:
@@ -301,12 +349,18 @@ class ConferenceEngine(PostgresEngine):
         if self.pool is not None:
             return
         options = {**self.config, **kwargs}
+        if len(url_hosts(self.url)) > 1:
+            options.setdefault("connect", connect_to_primary)
         self.pool = await ConferencePool(
             acquire_timeout=self.acquire_timeout,
             # A live server answers SELECT 1 at once; give a loaded one some slack.
             validation_timeout=min(self.connect_timeout, max(self.acquire_timeout, 1.0)),
             **options,
         )
+
+    async def get_new_connection(self) -> asyncpg.Connection:
+        """A connection outside the pool (each host of a multi-host URL tried in turn)."""
+        return await connect_to_primary(self.url, timeout=self.connect_timeout)
 
     async def check_version(self) -> None:  # type: ignore[override]
         version = await self.server_version()

@@ -21,12 +21,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from conference.db import Database
-from conference.engine import ConferenceEngine, url_hosts, validate_database_url
+from conference.engine import (
+    ConferenceEngine,
+    database_name,
+    single_host_urls,
+    url_hosts,
+    validate_database_url,
+)
 from conference.errors import ConfigurationError, DatabaseUnavailable
 from tests.failover_drill import (
     WebhookStream,
@@ -79,6 +86,56 @@ def test_a_multi_host_url_that_asks_for_the_primary_is_accepted() -> None:
 def test_a_multi_host_url_that_could_reach_a_standby_is_refused(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         validate_database_url(url)
+
+
+def test_a_multi_host_url_splits_into_one_url_per_host() -> None:
+    assert single_host_urls("postgresql://app:pw@db1:5432,db2:5433/conference?sslmode=require") == [
+        "postgresql://app:pw@db1:5432/conference?sslmode=require",
+        "postgresql://app:pw@db2:5433/conference?sslmode=require",
+    ]
+    assert single_host_urls("postgresql://app@/conference?host=/run/a,/run/b&port=5432,5433") == [
+        "postgresql://app@/conference?host=/run/a&port=5432",
+        "postgresql://app@/conference?host=/run/b&port=5433",
+    ]
+    assert single_host_urls("postgresql://app@db1/conference") == [
+        "postgresql://app@db1/conference"
+    ]
+
+
+async def test_a_primary_that_never_answers_does_not_keep_the_app_from_the_next_host(
+    database_url: str,
+) -> None:
+    # A listener that accepts and stays silent: a hung primary, or one behind
+    # a network cut. asyncpg's own timeout spans all hosts, so without a
+    # timeout per host it would be used up here before the next is tried.
+    silent: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)
+
+    listener = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    socket_dir = parse_qs(urlsplit(database_url).query)["host"][0]
+    url = (
+        f"postgresql://postgres@/{database_name(database_url)}?host=127.0.0.1,{socket_dir}"
+        f"&port={port},5432&target_session_attrs=read-write"
+    )
+    try:
+        database = Database(ConferenceEngine(url=url, connect_timeout=1))
+        await database.start_pool(min_size=1, max_size=2)
+        try:
+            rows = await database.query("SELECT 1 AS one")
+            health = await database.check_connection(deadline=5)
+        finally:
+            await database.close_pool()
+    finally:
+        listener.close()
+        for writer in silent:
+            writer.close()
+
+    assert rows[0]["one"] == 1
+    assert health.ok and health.host == f"{socket_dir}:5432"
+    assert silent, "the silent host was never tried"
 
 
 # --- The drills ---------------------------------------------------------------
