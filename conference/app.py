@@ -11,6 +11,7 @@ app is built by :func:`create_app`, its pool starts in the lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,9 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
-from conference import db
+from conference import db, replicas
 from conference.admin import check_production_settings, create_admin_app
 from conference.dashboard import create_dashboard_app
+from conference.errors import ConferenceError
 from conference.logs import RequestLogMiddleware, configure_logging
 from conference.metrics import MetricsMiddleware, metrics_routes
 from conference.migrations import auto_migrate
@@ -47,16 +49,23 @@ async def readyz(request: Request) -> JSONResponse:
     Readiness: the database answers within the deadline and no migration is
     pending. 503 with the reason otherwise, so a load balancer stops sending
     traffic until it recovers. ``host`` names the server in use (with a
-    multi-host ``DATABASE_URL``, the current primary).
+    multi-host ``DATABASE_URL``, the current primary). With
+    ``DATABASE_REPLICA_URLS``, ``replicas`` says which replicas take
+    lag-tolerant reads now and why not; they do not decide readiness, since
+    reads fall back to the primary.
     """
-    health = await db.check_connection(deadline=READINESS_DEADLINE_SECONDS)
-    body = {
+    health, replica_health = await asyncio.gather(
+        db.check_connection(deadline=READINESS_DEADLINE_SECONDS), _replica_health()
+    )
+    body: dict[str, object] = {
         "status": "ready",
         "server_version": health.server_version,
         "host": health.host,
         "latency_ms": health.latency_ms,
         "pending_migrations": health.pending_migrations,
     }
+    if replica_health:
+        body["replicas"] = replica_health
     if not health.ok:
         body.update(status="unavailable", reason=health.error or "database unavailable")
         return JSONResponse(body, status_code=503)
@@ -67,6 +76,17 @@ async def readyz(request: Request) -> JSONResponse:
         )
         return JSONResponse(body, status_code=503)
     return JSONResponse(body)
+
+
+async def _replica_health() -> list[dict[str, object]]:
+    try:
+        statuses = await replicas.current_status(READINESS_DEADLINE_SECONDS)
+    except ConferenceError:  # no usable piccolo_conf: check_connection says why
+        return []
+    return [
+        {"node": status.node, "usable": status.usable, "lag": status.lag, "reason": status.reason}
+        for status in statuses
+    ]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -202,6 +202,28 @@ class ReplicaRouter:
             await self._check()
         return list(self._statuses.values())
 
+    async def current_status(self, deadline: float = CHECK_TIMEOUT) -> list[ReplicaStatus]:
+        """
+        What reads see now: the latest check's findings, checking again
+        first when they are older than ``check_interval``. Within
+        ``deadline`` seconds: a replica not judged by then is reported
+        unusable. Empty without replicas.
+        """
+        if not self.replicas:
+            return []
+        try:
+            return await asyncio.wait_for(self._current_statuses(), deadline)
+        except TimeoutError:
+            return [
+                ReplicaStatus(
+                    node,
+                    redact_url(str(engine.config.get("dsn", ""))),
+                    usable=False,
+                    reason=f"not checked within {deadline:g} s",
+                )
+                for node, engine in self.replicas.items()
+            ]
+
     # --- Reading ------------------------------------------------------------
 
     async def read_query(self, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -394,6 +416,13 @@ async def read(query: Query[Any, Any], *, database: Database | None = None) -> A
 async def replica_status(*, database: Database | None = None) -> list[ReplicaStatus]:
     """Check every replica now (for ``/metrics``); see :meth:`ReplicaRouter.status`."""
     return await get_router(database).status()
+
+
+async def current_status(
+    deadline: float = CHECK_TIMEOUT, *, database: Database | None = None
+) -> list[ReplicaStatus]:
+    """What reads see now, within ``deadline``; see :meth:`ReplicaRouter.current_status`."""
+    return await get_router(database).current_status(deadline)
 
 
 @contextmanager

@@ -9,9 +9,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from conference import queries, replicas
+from conference.app import readyz
 from conference.db import Database
 from conference.engine import ConferenceEngine, create_engine, replica_urls
 from conference.errors import ConfigurationError
@@ -241,3 +245,44 @@ async def test_the_query_catalogue_reads_from_a_replica_unless_told_otherwise(
 
     assert [str(meeting.id) for meeting in routed] == [meeting_id]
     assert on_primary == [] and given == []
+
+
+async def test_readyz_names_each_replica_and_why_it_is_skipped_but_stays_ready(
+    engine: ConferenceEngine,
+    streaming_replica: StreamingReplica,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    router = ReplicaRouter(engine, max_lag=0.5, check_interval=0)
+    monkeypatch.setattr(replicas, "get_router", lambda database=None: router)
+    app = Starlette(routes=[Route("/readyz", readyz)])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://conference") as client:
+        await streaming_replica.wait_for_replay()
+        current = await client.get("/readyz")
+
+        await streaming_replica.on_replica("SELECT pg_wal_replay_pause()")
+        try:
+            await insert_meeting(engine, "readyz-while-replay-is-paused")
+            await asyncio.sleep(0.8)
+            lagging = await client.get("/readyz")
+        finally:
+            await streaming_replica.on_replica("SELECT pg_wal_replay_resume()")
+
+    assert current.status_code == 200
+    [replica] = current.json()["replicas"]
+    assert replica["node"] == "replica_1" and replica["usable"] is True
+    assert replica["reason"] is None and replica["lag"] < 0.5
+    # A lagging replica is named with the reason; reads go to the primary,
+    # so the service stays ready.
+    assert lagging.status_code == 200 and lagging.json()["status"] == "ready"
+    [replica] = lagging.json()["replicas"]
+    assert replica["usable"] is False
+    assert "DATABASE_REPLICA_MAX_LAG is 0.5 s" in replica["reason"]
+
+
+async def test_readyz_says_nothing_about_replicas_when_there_are_none() -> None:
+    app = Starlette(routes=[Route("/readyz", readyz)])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://conference") as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 200 and "replicas" not in response.json()
