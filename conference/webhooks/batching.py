@@ -158,10 +158,7 @@ class GroupCommit:
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
                 continue
-            if isinstance(result, DatabaseError):
-                item.future.set_exception(result)
-            else:
-                item.future.set_result(result)
+            item.future.set_result(result)  # a DatabaseError too: this event's own
 
     def _fail_waiting(self, error: DatabaseUnavailable) -> None:
         while self._waiting:

@@ -186,6 +186,8 @@ def webhook_routes(settings: Settings) -> list[BaseRoute]:
         max_events=settings.livekit_webhook_batch_max_events,
         max_wait=settings.livekit_webhook_batch_max_wait,
         writers=settings.livekit_webhook_batch_writers,
+        # The same bound as for a pooled connection: then 503, LiveKit retries.
+        queue_timeout=settings.database_pool_acquire_timeout,
     )
     endpoint = LiveKitWebhookEndpoint(
         WebhookVerifier(keys),

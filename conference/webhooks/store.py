@@ -46,6 +46,8 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+from asyncpg.exceptions import InvalidCachedStatementError
+
 from conference import db
 from conference.errors import DatabaseError, IntegrityViolation, UniqueViolation
 from conference.webhooks.batch import write_batch
@@ -276,14 +278,7 @@ async def record_batch(
         return [result for result in results if result is not None]
     to_write = list(first_by_id.values())
     try:
-        async with db.transaction():
-            meeting_ids = await write_batch([events[position] for position in to_write])
-        written: list[RecordResult | DatabaseError] = [
-            RecordResult(Outcome.recorded, meeting_id=meeting_id)
-            if meeting_id is not None
-            else RecordResult(Outcome.duplicate)
-            for meeting_id in meeting_ids
-        ]
+        written = await _write_together([events[position] for position in to_write])
     except DatabaseError as error:
         if not _blames_the_event(error):
             raise
@@ -294,6 +289,30 @@ async def record_batch(
     for position, result in zip(to_write, written, strict=True):
         results[position] = result
     return [result for result in results if result is not None]
+
+
+async def _write_together(
+    events: Sequence[tuple[EventChanges, str]],
+) -> list[RecordResult | DatabaseError]:
+    """The fast path: the whole batch with :func:`write_batch`, in one transaction."""
+    for attempt in (1, 2):
+        try:
+            async with db.transaction():
+                meeting_ids = await write_batch(events)
+            break
+        except DatabaseError as error:
+            # After a schema change (a migration), asyncpg's prepared
+            # statements are stale and it cannot re-prepare them inside a
+            # transaction; the failed transaction changed nothing, so run
+            # it again once, with fresh ones.
+            if attempt == 2 or not isinstance(error.__cause__, InvalidCachedStatementError):
+                raise
+    return [
+        RecordResult(Outcome.recorded, meeting_id=meeting_id)
+        if meeting_id is not None
+        else RecordResult(Outcome.duplicate)
+        for meeting_id in meeting_ids
+    ]
 
 
 async def _write_one_by_one(
