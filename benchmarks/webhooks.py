@@ -1,25 +1,37 @@
 """
 LiveKit webhooks per second on one uvicorn worker, against a bare endpoint
-on the same server, in the same run::
+on the same server, in the same run; writes its section of
+``docs/benchmarks.md``::
 
-    python -m benchmarks.webhooks                  # 3000 requests per endpoint
-    python -m benchmarks.webhooks --requests 200   # a quick look
+    python -m benchmarks.webhooks                    # 6 rounds of 500 requests per route
+    python -m benchmarks.webhooks --requests 300 --rounds 2 --no-write   # a quick look
+    python -m benchmarks.webhooks --workers 2        # uvicorn --workers 2
 
-It starts ``uvicorn benchmarks.app:app`` (one worker, 127.0.0.1 only) on a
-throwaway database of the test PostgreSQL server (``TEST_DATABASE_URL`` or
-the embedded ``.local/test-pgdata``; ``--database-url`` for another empty
-database), then posts the same realistic signed sessions
-(``tests/webhook_sessions.py``) to three routes in turn:
+It starts two servers (``uvicorn --factory benchmarks.app:create_app``, 127.0.0.1) on
+a throwaway database of the test PostgreSQL server (``TEST_DATABASE_URL``
+or the embedded ``.local/test-pgdata``; ``--database-url`` for another
+empty database): one with the default settings, one with group commit off
+(``LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS=1``). Then it posts the same realistic
+signed sessions (``tests/webhook_sessions.py``) to these routes, in turn,
+``--rounds`` times:
 
 - ``bare``: reads the body and answers 200 (the HTTP floor);
 - ``verify``: signature, parse and mapping, no database;
-- ``webhook``: ``POST /webhooks/livekit``, the real thing.
+- ``webhook``: ``POST /webhooks/livekit``, the real thing (group commit);
+- ``webhook, one by one``: the same with a transaction per webhook.
 
-``--concurrency`` connections post at once, each one room's events in
-order, as LiveKit's notifier does. Bodies are signed before the clock
-starts. The client is a minimal keep-alive HTTP/1.1 client on the same
-machine, so it competes with uvicorn and PostgreSQL for the CPU: compare the
-rows of one run, not absolute numbers across machines.
+Rounds alternate the routes so that other work on the machine hits them
+alike; the ratio to ``bare`` is taken per round (the same minute) and the
+median of those is reported. ``--concurrency`` connections post at once,
+each one room's events in order, as LiveKit's notifier does. Bodies are
+signed before the clock starts. The client runs on the same machine and
+competes with uvicorn and PostgreSQL for the CPU: compare the rows of one
+run, not absolute numbers across machines.
+
+It also times, in this process, the two ways to read a verified body:
+``livekit-api``'s ``WebhookReceiver.receive`` (token, hash, protobuf JSON
+parse) against ``WebhookVerifier.verify`` (the same token and hash check,
+then msgspec).
 """
 
 from __future__ import annotations
@@ -27,41 +39,72 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import shlex
+import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import asyncpg
+
+from benchmarks.report import (
+    load_average,
+    machine_description,
+    server_facts,
+    timestamp,
+    write_section,
+)
 from tests import support
 from tests.webhook_sessions import API_KEY, API_SECRET, WEBHOOK_ENV, product_sync, sign
 
 HOST = "127.0.0.1"
 
-#: The routes measured, in order, and what they do.
+#: The section of docs/benchmarks.md this script owns.
+SECTION = "webhooks"
+
+#: The routes measured, in order: name, server, path, what.
 ENDPOINTS = (
-    ("bare", "/bench/bare", "read the body, answer 200"),
-    ("verify", "/bench/verify", "verify + parse + map, no database"),
-    ("webhook", "/webhooks/livekit", "verify + parse + map + one transaction"),
+    ("bare", "main", "/bench/bare", "read the body, answer 200"),
+    ("verify", "main", "/bench/verify", "verify + parse + map, no database"),
+    ("webhook", "main", "/webhooks/livekit", "verify + parse + map + group commit"),
+    (
+        "webhook, one by one",
+        "single",
+        "/webhooks/livekit",
+        "the same, a transaction per webhook",
+    ),
 )
 
+#: The servers: extra environment of each.
+SERVERS = {
+    "main": {},
+    "single": {"LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS": "1"},
+}
 
-@dataclass(frozen=True)
+
+@dataclass
 class Measurement:
-    """One route's run: ``requests`` posts in ``seconds``."""
+    """One route's rounds: requests and seconds of each."""
 
     name: str
     what: str
-    requests: int
-    seconds: float
-    latencies_ms: list[float]
-    errors: int
+    requests: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
 
     @property
     def per_second(self) -> float:
-        """Requests per second."""
-        return self.requests / self.seconds if self.seconds else 0.0
+        """Requests per second over all rounds."""
+        total = sum(self.seconds)
+        return sum(self.requests) / total if total else 0.0
+
+    def round_rate(self, number: int) -> float:
+        """Requests per second of one round."""
+        return self.requests[number] / self.seconds[number] if self.seconds[number] else 0.0
 
     def percentile(self, fraction: float) -> float:
         """A latency percentile in milliseconds (``0.5``: the median)."""
@@ -69,40 +112,101 @@ class Measurement:
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class BenchmarkResult:
-    """Every route's measurement, ``bare`` first."""
+    """Every route's measurement, ``bare`` first, and the parse timings."""
 
     measurements: list[Measurement]
     concurrency: int
+    workers: int = 1
+    rounds: int = 1
+    parse_us: dict[str, float] = field(default_factory=dict)
+    machine: str = ""
+    started: str = ""
+    command: str = ""
 
     def by_name(self, name: str) -> Measurement:
         """The measurement of one route."""
         return next(m for m in self.measurements if m.name == name)
 
+    def ratio_of(self, name: str) -> float:
+        """Median over the rounds of the route's req/s over bare's in the same round."""
+        bare, other = self.by_name("bare"), self.by_name(name)
+        ratios = [
+            other.round_rate(n) / bare.round_rate(n)
+            for n in range(len(bare.seconds))
+            if bare.round_rate(n)
+        ]
+        return statistics.median(ratios) if ratios else 0.0
+
     @property
     def ratio(self) -> float:
-        """Webhook requests per second as a fraction of the bare endpoint's."""
-        bare = self.by_name("bare").per_second
-        return self.by_name("webhook").per_second / bare if bare else 0.0
+        """Webhook requests per second as a fraction of the bare endpoint's (paired)."""
+        return self.ratio_of("webhook")
+
+    def _rows(self) -> list[tuple[str, ...]]:
+        return [
+            (
+                m.name,
+                f"{sum(m.requests)}",
+                f"{m.per_second:,.0f}",
+                f"{m.percentile(0.5):.1f}",
+                f"{m.percentile(0.99):.1f}",
+                f"{self.ratio_of(m.name):.2f}",
+                m.what + (f" ({m.errors} errors)" if m.errors else ""),
+            )
+            for m in self.measurements
+        ]
 
     def table(self) -> str:
         """The results as a text table."""
-        bare = self.by_name("bare").per_second
         lines = [
-            f"{'endpoint':<9} {'requests':>8} {'seconds':>8} {'req/s':>8} "
-            f"{'p50 ms':>7} {'p99 ms':>7} {'vs bare':>7}  what",
+            f"{'endpoint':<20} {'requests':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'vs bare':>7}  what"
         ]
-        for m in self.measurements:
-            share = m.per_second / bare if bare else 0.0
-            lines.append(
-                f"{m.name:<9} {m.requests:>8} {m.seconds:>8.2f} {m.per_second:>8.0f} "
-                f"{m.percentile(0.5):>7.2f} {m.percentile(0.99):>7.2f} {share:>7.2f}  {m.what}"
-                + (f"  ({m.errors} errors)" if m.errors else "")
-            )
+        for name, requests, rate, p50, p99, ratio, what in self._rows():
+            lines.append(f"{name:<20} {requests:>8} {rate:>8} {p50:>7} {p99:>7} {ratio:>7}  {what}")
         lines.append(
-            f"one uvicorn worker, {self.concurrency} connections; webhook / bare = {self.ratio:.2f}"
+            f"{self.workers} uvicorn worker(s), {self.concurrency} connections, "
+            f"{self.rounds} rounds; webhook / bare = {self.ratio:.2f}"
         )
+        for name, micros in self.parse_us.items():
+            lines.append(f"{name}: {micros:.1f} µs per event")
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        """The section of ``docs/benchmarks.md``."""
+        lines = [
+            "## Webhooks end to end: one uvicorn worker against a bare endpoint"
+            if self.workers == 1
+            else f"## Webhooks end to end: {self.workers} uvicorn workers",
+            "",
+            f"Run {self.started}: `{self.command}`",
+            "",
+            f"**Machine.** {self.machine}",
+            "",
+            f"**Load.** {self.concurrency} keep-alive connections, each posting one room "
+            "session's signed webhooks in order (22 events, realistic bodies of ~480 bytes, "
+            f"unique ids), {self.rounds} rounds alternating the routes.",
+            "",
+            "| route | requests | req/s | p50 ms | p99 ms | vs bare (paired) | what |",
+            "|---|--:|--:|--:|--:|--:|---|",
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in self._rows()]
+        lines += [
+            "",
+            f"**webhook / bare = {self.ratio:.2f}** (the median of the per-round ratios; "
+            "each 200 is sent after its transaction committed, `synchronous_commit` on).",
+            "",
+            "Reading a verified body, in this process (µs per event, the session's 22 events):",
+            "",
+        ]
+        lines += [f"- {name}: {micros:.1f} µs" for name, micros in self.parse_us.items()]
+        lines += [
+            "",
+            "The client, uvicorn and PostgreSQL share the machine's cores, and so do "
+            "other jobs: compare the rows of this section with each other.",
+        ]
         return "\n".join(lines)
 
 
@@ -160,12 +264,11 @@ def signed_sessions(requests: int, tag: str) -> list[list[tuple[bytes, str]]]:
 
 async def _measure(
     port: int,
-    name: str,
     path: str,
-    what: str,
     sessions: list[list[tuple[bytes, str]]],
     concurrency: int,
-) -> Measurement:
+    into: Measurement,
+) -> None:
     latencies: list[float] = []
     errors = 0
     queue: asyncio.Queue[list[tuple[bytes, str]]] = asyncio.Queue()
@@ -187,67 +290,171 @@ async def _measure(
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    seconds = time.perf_counter() - started
-    return Measurement(name, what, len(latencies), seconds, latencies, errors)
+    into.seconds.append(time.perf_counter() - started)
+    into.requests.append(len(latencies))
+    into.latencies_ms.extend(latencies)
+    into.errors += errors
 
 
-async def _run(port: int, requests: int, concurrency: int) -> BenchmarkResult:
+async def _run(
+    ports: dict[str, int], requests: int, concurrency: int, rounds: int
+) -> list[Measurement]:
     # Warm up every route (imports, prepared statements, pool connections).
-    warm_up = min(requests, 44)
-    for name, path, what in ENDPOINTS:
-        sessions = signed_sessions(warm_up, f"warm{name}")
-        await _measure(port, name, path, what, sessions, concurrency)
-    measurements = []
-    for name, path, what in ENDPOINTS:
-        sessions = signed_sessions(requests, f"run{name}")  # new ids: no duplicates
-        measurements.append(await _measure(port, name, path, what, sessions, concurrency))
-    return BenchmarkResult(measurements, concurrency)
+    for name, server, path, what in ENDPOINTS:
+        sessions = signed_sessions(min(requests, 88), f"warm{len(name)}{server}")
+        await _measure(ports[server], path, sessions, concurrency, Measurement(name, what))
+    measurements = [Measurement(name, what) for name, _, _, what in ENDPOINTS]
+    for number in range(rounds):
+        # Alternate the order, so that no route always follows the same one.
+        order = list(zip(ENDPOINTS, measurements, strict=True))
+        if number % 2:
+            order.reverse()
+        for (name, server, path, _), measurement in order:
+            sessions = signed_sessions(requests, f"r{number}{len(name)}{server}")  # new ids
+            await _measure(ports[server], path, sessions, concurrency, measurement)
+    return measurements
+
+
+def parse_timings(repeat: int = 200) -> dict[str, float]:
+    """
+    µs per event to check and read a signed body: ``livekit-api``'s
+    ``WebhookReceiver.receive`` (protobuf JSON) and ``WebhookVerifier.verify``
+    (msgspec), alternating, and the two parsers alone.
+    """
+    from google.protobuf.json_format import Parse
+    from livekit.api import TokenVerifier, WebhookReceiver
+    from livekit.protocol.webhook import WebhookEvent
+
+    from conference.webhooks.event import decode_event
+    from conference.webhooks.verification import WebhookVerifier
+
+    events = [(e.body, sign(e.body, API_KEY, API_SECRET)) for e in product_sync(tag="parse")]
+    receiver = WebhookReceiver(TokenVerifier(API_KEY, API_SECRET))
+    verifier = WebhookVerifier({API_KEY: API_SECRET})
+    ways = {
+        "livekit-api WebhookReceiver.receive (token, hash, protobuf JSON parse)": lambda b, a: (
+            receiver.receive(b, a)
+        ),
+        "WebhookVerifier.verify (the same token and hash check, msgspec)": lambda b, a: (
+            verifier.verify(b.encode(), a)
+        ),
+        "protobuf json_format.Parse alone": lambda b, a: Parse(
+            b, WebhookEvent(), ignore_unknown_fields=True
+        ),
+        "msgspec decode_event alone": lambda b, a: decode_event(b),
+    }
+    totals = dict.fromkeys(ways, 0.0)
+    for _ in range(repeat):
+        for name, way in ways.items():
+            started = time.perf_counter()
+            for body, authorization in events:
+                way(body, authorization)
+            totals[name] += time.perf_counter() - started
+    return {name: total / repeat / len(events) * 1e6 for name, total in totals.items()}
+
+
+async def _machine(database_url: str, load_before: str) -> str:
+    connection = await asyncpg.connect(database_url)
+    try:
+        server = await server_facts(connection)
+    finally:
+        await connection.close()
+    return machine_description(server, load_before, load_average())
 
 
 def run_benchmark(
-    requests: int = 3000, concurrency: int = 8, database_url: str | None = None
+    requests: int = 500,
+    concurrency: int = 32,
+    database_url: str | None = None,
+    *,
+    rounds: int = 6,
+    workers: int = 1,
 ) -> BenchmarkResult:
     """
-    Start the server, measure every route, stop the server.
+    Start the servers, measure every route ``rounds`` times, stop them.
 
     :param requests:
-        Requests per route.
+        Requests per route and round.
     :param concurrency:
         Connections posting at once.
     :param database_url:
         An empty database to use; default a throwaway one on the test server.
+    :param workers:
+        uvicorn worker processes per server.
     """
+    load_before = load_average()
     server_url = None
     if database_url is None:
         server_url = support.test_server_url()
         database_url = asyncio.run(support.create_database(server_url, prefix="bench_webhooks"))
     try:
         with TemporaryDirectory() as state_dir:
-            env = {**WEBHOOK_ENV, "UVICORN_ACCESS_LOG": "false"}
-            server = support.LiveServer(
-                database_url, env=env, app="benchmarks.app:create_app", state_dir=Path(state_dir)
-            )
+            servers = {}
             try:
-                server.wait_until_serving(timeout=120)
-                return asyncio.run(_run(server.port, requests, concurrency))
+                for name, extra in SERVERS.items():
+                    env = {
+                        **WEBHOOK_ENV,
+                        **extra,
+                        "UVICORN_ACCESS_LOG": "false",
+                        "LOG_LEVEL": "WARNING",
+                    }
+                    servers[name] = support.LiveServer(
+                        database_url,
+                        env=env,
+                        app="benchmarks.app:create_app",
+                        state_dir=Path(state_dir) / name,
+                        args=[f"--workers={workers}"] if workers > 1 else [],
+                    )
+                    servers[name].wait_until_serving(timeout=120)
+                ports = {name: server.port for name, server in servers.items()}
+                measurements = asyncio.run(_run(ports, requests, concurrency, rounds))
             finally:
-                server.close()
+                for server in servers.values():
+                    server.close()
+        parse_us = parse_timings()
+        machine = asyncio.run(_machine(database_url, load_before))
     finally:
         if server_url is not None:
             asyncio.run(support.drop_database(server_url, database_url))
+    return BenchmarkResult(
+        measurements, concurrency, workers, rounds, parse_us=parse_us, machine=machine
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; prints the table."""
-    parser = argparse.ArgumentParser(description=__doc__.split("::")[0].strip())
-    parser.add_argument("--requests", type=int, default=3000, help="requests per endpoint")
-    parser.add_argument("--concurrency", type=int, default=8, help="connections at once")
+    """The command line; prints the table and writes docs/benchmarks.md."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.webhooks",
+        description=(__doc__ or "").split("::")[0].strip(),
+    )
+    parser.add_argument("--requests", type=int, default=500, help="per route and round")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds alternating the routes")
+    parser.add_argument("--concurrency", type=int, default=32, help="connections at once")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
     parser.add_argument("--database-url", help="an empty database (default: a throwaway one)")
+    parser.add_argument("--output", type=Path, help="default docs/benchmarks.md")
+    parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
-    if args.requests < 1 or args.concurrency < 1:
-        parser.error("--requests and --concurrency must be at least 1")
-    result = run_benchmark(args.requests, args.concurrency, args.database_url)
+    if min(args.requests, args.concurrency, args.rounds, args.workers) < 1:
+        parser.error("--requests, --rounds, --concurrency and --workers must be at least 1")
+    command = "python -m benchmarks.webhooks " + shlex.join(
+        "URL" if "://" in arg else arg for arg in (argv if argv is not None else sys.argv[1:])
+    )
+    started = timestamp()
+    result = run_benchmark(
+        args.requests,
+        args.concurrency,
+        args.database_url,
+        rounds=args.rounds,
+        workers=args.workers,
+    )
+    result.started, result.command = started, command.strip()
     print(result.table())
+    if not args.no_write:
+        section = SECTION if args.workers == 1 else f"{SECTION}-workers-{args.workers}"
+        kwargs = {"path": args.output} if args.output else {}
+        write_section(section, result.markdown(), **kwargs)
+        print(f"written to {args.output or 'docs/benchmarks.md'}", file=sys.stderr)
     if any(m.errors for m in result.measurements):
         print("some requests failed; see above", file=sys.stderr)
         return 1

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from benchmarks.webhooks import run_benchmark
+from pathlib import Path
+
+from benchmarks.webhooks import ENDPOINTS, main
 
 
-def test_a_tiny_benchmark_run_measures_every_endpoint_without_errors() -> None:
-    result = run_benchmark(requests=30, concurrency=2)
-    assert [m.name for m in result.measurements] == ["bare", "verify", "webhook"]
-    assert all(m.requests == 30 and m.errors == 0 for m in result.measurements)
-    assert result.ratio > 0
-    assert "webhook / bare" in result.table()
+def test_a_tiny_run_measures_every_route_without_errors_and_writes_its_own_section(
+    tmp_path: Path,
+) -> None:
+    output = tmp_path / "benchmarks.md"
+    output.write_text("# Benchmarks\n\nkept by hand\n")
+    argv = ["--requests", "22", "--rounds", "2", "--concurrency", "2", "--output", str(output)]
+    assert main(argv) == 0  # 1 when any request was not answered 200
+    text = output.read_text()
+    assert "kept by hand" in text
+    section = text.split("<!-- begin webhooks -->", 1)[1].split("<!-- end webhooks -->", 1)[0]
+    assert "python -m benchmarks.webhooks --requests 22" in section
+    assert "Load average" in section and "webhook / bare = " in section
+    for name, *_ in ENDPOINTS:
+        assert f"| {name} | 44 |" in section
+    assert "msgspec decode_event alone" in section
