@@ -261,15 +261,22 @@ WITH bounds AS (
     FROM report_meetings rm, bounds b
     WHERE (rm.span_end IS NULL OR rm.span_end >= b.lo) AND rm.span_start < b.hi
       AND rm.span_start < $1
+), meeting_hours AS (
+    SELECT g.hour, c.room_name, c.meeting_id, c.created_at
+    FROM candidates c
+    CROSS JOIN bounds b
+    CROSS JOIN LATERAL generate_series(
+        date_trunc('hour', greatest(c.span_start, b.lo), 'UTC'),
+        least(coalesce(c.span_end, $1), $1, b.hi), interval '1 hour') AS g(hour)
 )
-SELECT d.hour, d.room_name, c.meeting_id, c.created_at,
+-- Two equality joins (hash joins), not one join on an OR.
+SELECT d.hour, d.room_name, m.meeting_id, m.created_at,
        least(d.hour + interval '1 hour', $1) AS cell_end
-FROM candidates c
-CROSS JOIN bounds b
-CROSS JOIN LATERAL generate_series(
-    date_trunc('hour', greatest(c.span_start, b.lo), 'UTC'),
-    least(coalesce(c.span_end, $1), $1, b.hi), interval '1 hour') AS g(hour)
-JOIN report_dirty d ON d.hour = g.hour AND (d.room_name = '' OR d.room_name = c.room_name)
+FROM meeting_hours m JOIN report_dirty d ON d.hour = m.hour AND d.room_name = m.room_name
+UNION ALL
+SELECT d.hour, d.room_name, m.meeting_id, m.created_at,
+       least(d.hour + interval '1 hour', $1) AS cell_end
+FROM meeting_hours m JOIN report_dirty d ON d.hour = m.hour AND d.room_name = ''
 """
 
 _CELL_MEETINGS_TABLE = "CREATE TEMP TABLE report_cell_meetings ON COMMIT DROP AS " + _CELL_MEETINGS
@@ -485,7 +492,11 @@ async def _refresh(database: Database, rebuild: bool) -> RefreshResult:
         await database.query(_MISCOUNTED_MEETINGS)
         meetings += await _mark_changed(database, as_of, last_as_of)
 
+    # Temporary tables have no statistics until analysed: without them the
+    # planner guesses a handful of rows and picks nested loops.
+    await database.query("ANALYZE report_dirty")
     await database.query(_CELL_MEETINGS_TABLE, as_of)
+    await database.query("ANALYZE report_cell_meetings")
     for statement in _DELETE_DIRTY.split(";"):
         await database.query(statement)
     await database.query(_INSERT_HOURS, as_of)
