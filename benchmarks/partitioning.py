@@ -253,8 +253,7 @@ async def store_meetings(
     meetings, participants and recordings (unless a previous run did), and
     their analytics rows too with ``analytics``; returns the analytics rows.
     """
-    from conference.devdata.generate import COLUMNS
-    from conference.devdata.synthetic import SyntheticData
+    from conference.devdata.synthetic import SyntheticData, column_names
     from conference.tables import AnalyticsEvent
 
     data = SyntheticData(meetings=meetings, seed=seed, days=1, until=until)
@@ -280,7 +279,7 @@ async def store_meetings(
                     await connection.copy_records_to_table(
                         table._meta.tablename,
                         records=records,
-                        columns=[c._meta.db_column_name for c in COLUMNS[table]],
+                        columns=column_names(table),
                     )
     return rows
 
@@ -297,7 +296,7 @@ async def run(
     progress: Callable[[str], None] = lambda message: None,
 ) -> Result:
     """Build the partitioned copy (unless it is current) and measure both tables."""
-    from conference.devdata.generate import COLUMNS
+    from conference.devdata.synthetic import column_names
     from conference.tables import AnalyticsEvent
 
     connection = await asyncpg.connect(database_url)
@@ -319,7 +318,7 @@ async def run(
             )
             for table in TABLES
         }
-        columns = [c._meta.db_column_name for c in COLUMNS[AnalyticsEvent]]
+        columns = column_names(AnalyticsEvent)
         progress("inventing the rows to ingest...")
         rows = await store_meetings(
             connection, ingest_meetings, seed=777, until=until + timedelta(days=1)

@@ -27,11 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from piccolo.columns import Column
-from piccolo.table import Table
-
 from conference.db import Database, get_database
-from conference.devdata.synthetic import DEFAULT_BATCH_SIZE, Batch, SyntheticData
+from conference.devdata.synthetic import DEFAULT_BATCH_SIZE, Batch, SyntheticData, column_names
 from conference.devdata.target import (
     current_database,
     ensure_not_production,
@@ -39,7 +36,6 @@ from conference.devdata.target import (
     truncate_sql,
 )
 from conference.errors import DatabaseNotEmpty
-from conference.tables import AnalyticsEvent, Meeting, Participant, Recording
 
 logger = logging.getLogger(__name__)
 
@@ -47,52 +43,6 @@ logger = logging.getLogger(__name__)
 #: foreign key checks and a JSON body per analytics row) is several times
 #: Python's, so two streams keep a 2-core machine busy.
 COPY_CONNECTIONS = 2
-
-# The columns each COPY fills, named through tables.py so that a renamed
-# column fails here at import, not halfway through a load.
-COLUMNS: dict[type[Table], tuple[Column, ...]] = {
-    Meeting: (
-        Meeting.id,
-        Meeting.room_sid,
-        Meeting.room_name,
-        Meeting.created_at,
-        Meeting.ended_at,
-        Meeting.metadata,
-    ),
-    Participant: (
-        Participant.id,
-        Participant.participant_sid,
-        Participant.meeting_id,
-        Participant.identity,
-        Participant.joined_at,
-        Participant.left_at,
-        Participant.metadata,
-    ),
-    Recording: (
-        Recording.id,
-        Recording.meeting_id,
-        Recording.egress_id,
-        Recording.storage_path,
-        Recording.status,
-        Recording.started_at,
-        Recording.completed_at,
-        Recording.file_size,
-        Recording.duration,
-        Recording.metadata,
-    ),
-    AnalyticsEvent: (
-        AnalyticsEvent.id,
-        AnalyticsEvent.webhook_event_id,
-        AnalyticsEvent.meeting_id,
-        AnalyticsEvent.participant_id,
-        AnalyticsEvent.event_type,
-        AnalyticsEvent.event_data,
-        AnalyticsEvent.created_at,
-    ),
-}
-
-
-# --- Loading it -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -268,7 +218,7 @@ class _Loader:
                         await transaction.connection.copy_records_to_table(
                             table._meta.tablename,
                             records=records,
-                            columns=[column._meta.db_column_name for column in COLUMNS[table]],
+                            columns=column_names(table),
                         )
             for name, rows in batch.counts().items():
                 self.totals[name] += rows

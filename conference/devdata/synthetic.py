@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asyncpg.pgproto.pgproto import UUID as PgUUID
+from piccolo.columns import Column
+from piccolo.table import Table
 
 from conference.devdata.distributions import (
     FAILURES,
@@ -56,7 +58,7 @@ from conference.devdata.events import (
 )
 from conference.devdata.ids import SeededIds
 from conference.devdata.target import TableRows
-from conference.tables import RecordingStatus
+from conference.tables import AnalyticsEvent, Meeting, Participant, Recording, RecordingStatus
 
 #: Meetings per batch unless told otherwise.
 DEFAULT_BATCH_SIZE = 1_000
@@ -66,9 +68,59 @@ DEFAULT_BATCH_SIZE = 1_000
 #: take about 242,000 meetings.
 ANALYTICS_PER_MEETING = 41.5
 
-#: One row as a COPY record: the values of the columns
-#: :data:`conference.devdata.generate.COLUMNS` names, in that order.
+#: One row as a COPY record: the values of the columns :data:`COLUMNS`
+#: names for its table, in that order.
 Row = tuple[Any, ...]
+
+#: The columns of each table's COPY records, in the order the rows below
+#: fill them; named through tables.py, so that a renamed column fails here
+#: at import, not halfway through a load.
+COLUMNS: dict[type[Table], tuple[Column, ...]] = {
+    Meeting: (
+        Meeting.id,
+        Meeting.room_sid,
+        Meeting.room_name,
+        Meeting.created_at,
+        Meeting.ended_at,
+        Meeting.metadata,
+    ),
+    Participant: (
+        Participant.id,
+        Participant.participant_sid,
+        Participant.meeting_id,
+        Participant.identity,
+        Participant.joined_at,
+        Participant.left_at,
+        Participant.metadata,
+    ),
+    Recording: (
+        Recording.id,
+        Recording.meeting_id,
+        Recording.egress_id,
+        Recording.storage_path,
+        Recording.status,
+        Recording.started_at,
+        Recording.completed_at,
+        Recording.file_size,
+        Recording.duration,
+        Recording.metadata,
+    ),
+    AnalyticsEvent: (
+        AnalyticsEvent.id,
+        AnalyticsEvent.webhook_event_id,
+        AnalyticsEvent.meeting_id,
+        AnalyticsEvent.participant_id,
+        AnalyticsEvent.event_type,
+        AnalyticsEvent.event_data,
+        AnalyticsEvent.created_at,
+    ),
+}
+
+
+def column_names(table: type[Table]) -> list[str]:
+    """The column names of ``table``'s records, for ``copy_records_to_table``."""
+    return [column._meta.db_column_name for column in COLUMNS[table]]
+
 
 # Event names as plain strings: the hot loop skips the Enum lookups.
 _ROOM_STARTED = EventType.room_started.value
