@@ -1,23 +1,35 @@
 """
 How many analytics events per second one primary takes, with the current
-schema and indexes, on a database of a chosen size::
+schema and indexes, on a database of a chosen size; writes its section of
+``docs/benchmarks.md``::
 
-    python -m benchmarks.capacity --database-url URL     # e.g. the 10M-event database
-                                                         # of benchmarks.partitioning
+    python -m benchmarks.capacity --database-url URL     # a loaded, non-production database
 
-Two paths, each measured ``--repeat`` times (medians printed):
+Load a database first, for example the one of ``benchmarks.partitioning``
+(``--meetings 25000``: about 1M analytics rows; ``--meetings 242000``:
+about 10M, which is the scale the figures are meant for and takes a long
+time to load on a small machine); the script says how many rows it found.
 
-- ``webhook``: ``conference.webhooks.store.record_event``, the database half
-  of ``POST /webhooks/livekit`` (one statement, one transaction and one
-  commit per event; no HTTP, no signature check), ``--concurrency``
-  sessions at once on the pool, each one room's events in order;
+The paths, in turn, ``--repeat`` times (medians printed):
+
+- ``webhook, one by one``: ``conference.webhooks.store.record_event``, one
+  statement, one transaction and one commit per event (what
+  ``POST /webhooks/livekit`` did before group commit);
+- ``webhook, commit_delay``: the same with PostgreSQL's ``commit_delay``
+  (``--commit-delay`` µs, ``commit_siblings`` 2), set on the database for
+  that run only: PostgreSQL's own group commit of concurrent transactions;
+- ``webhook, group commit``: ``conference.webhooks.batching.GroupCommit``
+  with the default settings, what the endpoint runs: events of sessions
+  arriving together are written in one transaction
+  (``conference.webhooks.batch``);
 - ``copy``: COPY of ``--copy-rows`` generated analytics rows in batches of
   10,000 (one transaction each), on one connection and on two.
 
-What it writes is deleted again at the end (by meeting, which cascades),
-so the row counts are as before. The client runs on the same machine and
-competes with PostgreSQL for the CPU; the result is a floor for a server
-with the database to itself.
+The webhook paths get ``--concurrency`` room sessions at once (each one
+room's events in order, as LiveKit delivers them), mapped beforehand: no
+HTTP, no signature check. What the run writes is deleted again at the end
+(by meeting, which cascades), so the row counts are as before. The client
+runs on the same machine and competes with PostgreSQL for the CPU.
 """
 
 from __future__ import annotations
@@ -25,14 +37,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+from benchmarks.report import (
+    load_average,
+    machine_description,
+    server_facts,
+    timestamp,
+    write_section,
+)
 
 #: The day the capacity rows are dated: after any data the generator makes.
 CAPACITY_DAY = datetime(2027, 1, 15, tzinfo=UTC)
@@ -84,10 +106,13 @@ def _webhook_changes(sessions: int, tag: str) -> list[list[tuple[Any, str]]]:
 
 
 async def _webhook_run(
-    sessions: list[list[tuple[Any, str]]], concurrency: int
+    sessions: list[list[tuple[Any, str]]], concurrency: int, group_commit: bool
 ) -> tuple[int, float, list[float], set[Any]]:
+    from conference.webhooks.batching import GroupCommit
     from conference.webhooks.store import record_event
 
+    batches = GroupCommit()
+    record = batches.record if group_commit else record_event
     queue: asyncio.Queue[list[tuple[Any, str]]] = asyncio.Queue()
     for session in sessions:
         queue.put_nowait(session)
@@ -98,10 +123,10 @@ async def _webhook_run(
         while not queue.empty():
             for changes, body in queue.get_nowait():
                 began = time.perf_counter()
-                result = await record_event(changes, body)
+                result = await record(changes, body)
                 latencies.append((time.perf_counter() - began) * 1000)
-                if result.meeting_id is not None:
-                    meetings.add(result.meeting_id)
+                if getattr(result, "meeting_id", None) is not None:
+                    meetings.add(result.meeting_id)  # type: ignore[union-attr]
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -129,42 +154,156 @@ async def _copy_run(
             await connection.close()
 
 
+@dataclass
+class CapacityReport:
+    """Every path of one run, and what the section says about it."""
+
+    paths: list[IngestPath]
+    rows_before: int = 0
+    concurrency: int = 0
+    commit_delay: int = 0
+    machine: str = ""
+    started: str = ""
+    command: str = ""
+
+    def by_name(self, name: str) -> IngestPath:
+        """The path called ``name``."""
+        return next(path for path in self.paths if path.name == name)
+
+    def ratio(self, name: str, anchor: str) -> float:
+        """Median over the runs of ``name``'s events/s over ``anchor``'s in the same run."""
+        path, base = self.by_name(name), self.by_name(anchor)
+        ratios = [
+            (e / s) / (be / bs)
+            for e, s, be, bs in zip(
+                path.events, path.seconds, base.events, base.seconds, strict=True
+            )
+        ]
+        return statistics.median(ratios) if ratios else 0.0
+
+    def table(self) -> str:
+        """The Markdown table, and the ratios under it."""
+        lines = [
+            f"analytics rows before the run: {self.rows_before:,}",
+            "",
+            "| path | how | events/s (median) | latency p50 / p95 ms | runs |",
+            "|---|---|--:|--:|--:|",
+            *(path.line() for path in self.paths),
+            "",
+            *(f"- {line}" for line in self.ratios()),
+        ]
+        return "\n".join(lines)
+
+    def ratios(self) -> list[str]:
+        """The comparisons the section is about, paired per run."""
+        group, single = "webhook, group commit", "webhook, one by one"
+        return [
+            f"group commit / one by one: **{self.ratio(group, single):.2f}x**",
+            f"commit_delay / one by one: {self.ratio('webhook, commit_delay', single):.2f}x",
+            f"group commit / COPY on one connection: **{self.ratio(group, 'copy x1'):.2f}x**",
+            f"one by one / COPY on one connection: {self.ratio(single, 'copy x1'):.2f}x",
+        ]
+
+    def markdown(self) -> str:
+        """The section of ``docs/benchmarks.md``."""
+        return "\n".join(
+            [
+                f"## Events per second one primary takes: {self.rows_before:,} analytics rows",
+                "",
+                f"Run {self.started}: `{self.command}`",
+                "",
+                f"**Machine.** {self.machine}",
+                "",
+                f"**Load.** {self.concurrency} room sessions at once on the webhook paths "
+                "(22 realistic events each, in order, mapped beforehand; no HTTP); COPY of "
+                "generated rows in batches of 10,000. `commit_delay` "
+                f"{self.commit_delay} µs on its run only. Each run writes new rows, "
+                "deleted at the end.",
+                "",
+                self.table(),
+                "",
+                "Ratios are paired: per run, each path against its anchor measured in "
+                "the same run, then the median.",
+            ]
+        )
+
+
 async def run(
     database_url: str,
     *,
     events: int = 4_400,
-    concurrency: int = 8,
+    concurrency: int = 32,
     copy_rows: int = 200_000,
     repeat: int = 3,
+    commit_delay: int = 1_000,
     progress: Any = lambda message: None,
-) -> list[IngestPath]:
-    """Measure both paths on ``database_url`` (the process's ``DATABASE_URL``)."""
+) -> CapacityReport:
+    """Measure every path on ``database_url`` (the process's ``DATABASE_URL``)."""
     from benchmarks.partitioning import store_meetings
     from conference import db
     from conference.devdata.synthetic import ANALYTICS_PER_MEETING, column_names
     from conference.tables import AnalyticsEvent
 
-    webhook = IngestPath("webhook", f"record_event, {concurrency} sessions at once")
+    webhooks = {
+        "one by one": IngestPath(
+            "webhook, one by one", f"record_event, {concurrency} sessions at once"
+        ),
+        "commit_delay": IngestPath(
+            "webhook, commit_delay",
+            f"record_event with commit_delay {commit_delay} µs, commit_siblings 2",
+        ),
+        "group commit": IngestPath(
+            "webhook, group commit", f"GroupCommit (defaults), {concurrency} sessions at once"
+        ),
+    }
     copy_paths = {
         n: IngestPath(f"copy x{n}", f"COPY, batches of {COPY_BATCH:,}, {n} connection(s)")
         for n in (1, 2)
     }
     columns = column_names(AnalyticsEvent)
     written: set[Any] = set()
-    await db.start_pool(max_size=concurrency)
     connection = await asyncpg.connect(database_url)
+    database = await connection.fetchval("SELECT current_database()")
+
+    async def delay(on: bool) -> None:
+        # ALTER DATABASE: the pool's new connections take it; restart the pool.
+        if on:
+            await connection.execute(
+                f'ALTER DATABASE "{database}" SET commit_delay = {int(commit_delay)}'
+            )
+            await connection.execute(f'ALTER DATABASE "{database}" SET commit_siblings = 2')
+        else:
+            await connection.execute(f'ALTER DATABASE "{database}" RESET commit_delay')
+            await connection.execute(f'ALTER DATABASE "{database}" RESET commit_siblings')
+        await db.close_pool()
+        await db.start_pool(max_size=concurrency, min_size=concurrency)
+
+    await db.start_pool(max_size=concurrency, min_size=concurrency)
     try:
         # Warm up: the pool's connections and prepared statements.
-        *_, meetings = await _webhook_run(_webhook_changes(concurrency, "capwarm"), concurrency)
-        written |= meetings
-        for number in range(repeat):
-            progress(f"run {number + 1}/{repeat}: webhook")
-            sessions = _webhook_changes(max(1, events // 22), f"cap{os.getpid()}r{number}")
-            count, seconds, latencies, meetings = await _webhook_run(sessions, concurrency)
-            webhook.events.append(count)
-            webhook.seconds.append(seconds)
-            webhook.latencies_ms.extend(latencies)
+        for group_commit in (False, True):
+            warm = _webhook_changes(concurrency, f"capwarm{int(group_commit)}")
+            *_, meetings = await _webhook_run(warm, concurrency, group_commit)
             written |= meetings
+        for number in range(repeat):
+            for key, path in webhooks.items():
+                progress(f"run {number + 1}/{repeat}: {path.name}")
+                if key == "commit_delay":
+                    await delay(True)
+                sessions = _webhook_changes(
+                    max(1, events // 22), f"cap{os.getpid()}r{number}{key[:3]}"
+                )
+                try:
+                    count, seconds, latencies, meetings = await _webhook_run(
+                        sessions, concurrency, group_commit=key == "group commit"
+                    )
+                finally:
+                    if key == "commit_delay":
+                        await delay(False)
+                path.events.append(count)
+                path.seconds.append(seconds)
+                path.latencies_ms.extend(latencies)
+                written |= meetings
             for n, path in copy_paths.items():
                 progress(f"run {number + 1}/{repeat}: copy x{n}")
                 meetings_needed = max(1, int(copy_rows / ANALYTICS_PER_MEETING))
@@ -182,44 +321,68 @@ async def run(
         )
         await connection.close()
         await db.close_pool()
-    return [webhook, *copy_paths.values()]
+    return CapacityReport(
+        [*webhooks.values(), *copy_paths.values()],
+        concurrency=concurrency,
+        commit_delay=commit_delay,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.capacity``."""
+    """``python -m benchmarks.capacity``: prints the table and writes docs/benchmarks.md."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.capacity", description=__doc__)
     parser.add_argument("--database-url", required=True, help="a migrated, non-production database")
     parser.add_argument("--events", type=int, default=4_400, help="webhook events per run")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=32, help="room sessions at once")
     parser.add_argument("--copy-rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--commit-delay", type=int, default=1_000, help="µs, for its own path")
+    parser.add_argument("--output", type=Path, help="default docs/benchmarks.md")
+    parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     os.environ["DATABASE_URL"] = args.database_url  # before piccolo_conf is imported
+    from conference.settings import get_settings
 
-    async def count() -> int:
+    get_settings.cache_clear()
+    command = "python -m benchmarks.capacity " + shlex.join(
+        "URL" if "://" in arg else arg for arg in (argv if argv is not None else sys.argv[1:])
+    )
+    load_before, started = load_average(), timestamp()
+
+    async def facts() -> tuple[int, str]:
         connection = await asyncpg.connect(args.database_url)
         try:
-            return int(await connection.fetchval("SELECT count(*) FROM analytics"))
+            count = int(await connection.fetchval("SELECT count(*) FROM analytics"))
+            return count, await server_facts(connection)
         finally:
             await connection.close()
 
-    existing = asyncio.run(count())
-    paths = asyncio.run(
+    existing, server = asyncio.run(facts())
+    report = asyncio.run(
         run(
             args.database_url,
             events=args.events,
             concurrency=args.concurrency,
             copy_rows=args.copy_rows,
             repeat=args.repeat,
+            commit_delay=args.commit_delay,
             progress=lambda message: print(message, file=sys.stderr),
         )
     )
-    print(f"analytics rows before the run: {existing:,}\n")
-    print("| path | how | events/s (median) | latency p50 / p95 ms | runs |")
-    print("|---|---|---:|---:|---:|")
-    for path in paths:
-        print(path.line())
+    report.rows_before, report.started, report.command = existing, started, command.strip()
+    report.machine = machine_description(server, load_before, load_average())
+    print(report.table())
+    if not args.no_write:
+        kwargs = {"path": args.output} if args.output else {}
+        write_section(section_name(existing), report.markdown(), **kwargs)
+        print(f"written to {args.output or 'docs/benchmarks.md'}", file=sys.stderr)
     return 0
+
+
+def section_name(rows: int) -> str:
+    """The section of docs/benchmarks.md for a scale: ``capacity-1M``, ``capacity-10M``."""
+    millions = rows / 1_000_000
+    return f"capacity-{millions:.0f}M" if millions >= 1 else f"capacity-{rows // 1000}k"
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ row into it. Each table is then measured, alternating which goes first,
 
 Nothing in ``analytics`` changes. The machine's other load changes the
 numbers: compare the two columns of one run, not runs on different days.
+The table goes to the terminal and to the section ``partitioning-<scale>``
+of ``docs/benchmarks.md`` (``--no-write``: terminal only).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -50,6 +53,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+from benchmarks.report import (
+    load_average,
+    machine_description,
+    server_facts,
+    timestamp,
+    write_section,
+)
 
 CURRENT = "analytics"
 PARTITIONED = "analytics_partitioned"
@@ -94,6 +105,23 @@ class Result:
     sizes: dict[str, str]
     build_seconds: float
     scenarios: list[Scenario]
+
+    def markdown(self, started: str, command: str, machine: str) -> str:
+        """The section of ``docs/benchmarks.md``: run, machine, then :meth:`table`."""
+        return "\n".join(
+            [
+                f"## analytics partitioned by created_at, or not: {self.events:,} rows",
+                "",
+                f"Run {started}: `{command}`",
+                "",
+                f"**Machine.** {machine}",
+                "",
+                self.table(),
+                "",
+                "Medians of the runs; each scenario alternates which table goes first. "
+                "What the scenarios do: the docstring of `benchmarks/partitioning.py`.",
+            ]
+        )
 
     def table(self) -> str:
         """A Markdown table of medians."""
@@ -489,10 +517,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingest-meetings", type=int, default=5_000)
     parser.add_argument("--single-rows", type=int, default=2_000)
     parser.add_argument("--rebuild", action="store_true", help=f"rebuild {PARTITIONED}")
+    parser.add_argument("--output", type=Path, help="default docs/benchmarks.md")
+    parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    command = "python -m benchmarks.partitioning " + shlex.join(
+        "URL" if "://" in arg else arg for arg in (argv if argv is not None else sys.argv[1:])
+    )
+    load_before, started = load_average(), timestamp()
 
     url = args.database_url or prepare_database(args.data_dir, args.meetings, args.days)
     try:
+        server = asyncio.run(_server_facts(url))
         result = asyncio.run(
             run(
                 url,
@@ -512,7 +547,25 @@ def main(argv: list[str] | None = None) -> int:
             # The data stays in --data-dir for the next run; the server stops.
             embedded.stop(args.data_dir)
     print(result.table())
+    if not args.no_write:
+        machine = machine_description(server, load_before, load_average())
+        scale = (
+            f"{result.events / 1e6:.0f}M" if result.events >= 1e6 else f"{result.events // 1000}k"
+        )
+        kwargs = {"path": args.output} if args.output else {}
+        write_section(
+            f"partitioning-{scale}", result.markdown(started, command.strip(), machine), **kwargs
+        )
+        print(f"written to {args.output or 'docs/benchmarks.md'}", file=sys.stderr)
     return 0
+
+
+async def _server_facts(url: str) -> str:
+    connection = await asyncpg.connect(url)
+    try:
+        return await server_facts(connection)
+    finally:
+        await connection.close()
 
 
 if __name__ == "__main__":
