@@ -356,7 +356,10 @@ class Database:
 
     :param engine:
         The engine; its ORM tables and this object share the pool and the
-        transaction.
+        transaction. A :class:`~conference.engine.ConferenceEngine` (what
+        :func:`~conference.engine.create_engine` builds) brings the bounded
+        wait and the liveness checks of :mod:`conference.pool`; another
+        ``PostgresEngine`` gets asyncpg's plain pool.
     :param settings:
         Pool sizes and the slow-query threshold; default :func:`get_settings`.
     """

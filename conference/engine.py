@@ -362,7 +362,7 @@ class ConferenceEngine(PostgresEngine):
         """A connection outside the pool (each host of a multi-host URL tried in turn)."""
         return await connect_to_primary(self.url, timeout=self.connect_timeout)
 
-    async def check_version(self) -> None:  # type: ignore[override]
+    async def check_version(self) -> None:
         version = await self.server_version()
         check_server_version(version, self.url)
         logger.info("connected to PostgreSQL %s at %s", version, redact_url(self.url))
@@ -384,7 +384,7 @@ class ReplicaEngine(ConferenceEngine):
     and its reads go to the primary until it answers.
     """
 
-    async def check_version(self) -> None:  # type: ignore[override]
+    async def check_version(self) -> None:
         try:
             await super().check_version()
         except DatabaseUnavailable as error:
