@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from tqdm import tqdm
 
+from conference import db
 from conference.commands.cli import exit_on_error
 from conference.lifecycle.erasure import ErasureProgress, ErasureResult, erase_participant
 
@@ -50,6 +51,8 @@ async def erase(
             bars.append(tqdm(total=state.meetings_total, unit="meeting", file=sys.stderr))
         bars[0].update(state.meetings_done - bars[0].n)
 
+    # One connection for the whole run instead of one per statement.
+    await db.start_pool(max_size=1, min_size=1)
     try:
         result = await erase_participant(
             identity,
@@ -64,6 +67,7 @@ async def erase(
     finally:
         for bar in bars:
             bar.close()
+        await db.close_pool()
     _report(identity, result)
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from tqdm import tqdm
 
+from conference import db
 from conference.commands.cli import exit_on_error
 from conference.lifecycle.retention import (
     DEFAULT_BATCH_SIZE,
@@ -50,7 +51,8 @@ async def retention(
     :param batch_size:
         Most rows deleted per transaction.
     :param pause:
-        Seconds to sleep after each batch, leaving the disk to the webhooks.
+        Least seconds to sleep after each batch (it also sleeps as long as
+        the batch took), leaving the server to the webhooks.
     :param force:
         Run on a database that looks like production (what a scheduled
         production job passes).
@@ -65,6 +67,8 @@ async def retention(
         bar.set_postfix(step=state.step, refresh=False)
 
     cutoff = _cutoff(keep, before)
+    # One connection for the whole run instead of one per statement.
+    await db.start_pool(max_size=1, min_size=1)
     try:
         result = await run_retention(
             cutoff,
@@ -85,6 +89,7 @@ async def retention(
     finally:
         for bar in bars:
             bar.close()
+        await db.close_pool()
     _report(result)
 
 

@@ -15,8 +15,10 @@ How the work is cut:
   through ``analytics (meeting_id, created_at, id)``. Every event belongs
   to a meeting, so this finds exactly the events older than the cut-off,
   whatever their meeting's own times, and never reads a newer one.
-- **Throttled.** After each batch that deleted something the run sleeps
-  ``pause`` seconds, leaving the disk and the WAL to the webhooks.
+- **Throttled.** After each batch that deleted something the run sleeps as
+  long as the batch took, and at least ``pause`` seconds: it keeps the
+  server busy at most half the time, and backs off by itself when the
+  server is slow, leaving the CPU, the disk and the WAL to the webhooks.
 - **Resumable.** The rows a finished batch deleted stay deleted; running
   the same command again continues with what is left (a batch over
   meetings already done finds nothing and costs an index probe).
@@ -45,9 +47,10 @@ from conference.devdata.target import current_database, ensure_not_production
 logger = logging.getLogger(__name__)
 
 #: Rows a batch deletes at most (one transaction).
-DEFAULT_BATCH_SIZE = 2_000
+DEFAULT_BATCH_SIZE = 1_000
 
-#: Seconds to sleep after each batch that deleted rows.
+#: Least seconds to sleep after each batch that deleted rows; it sleeps at
+#: least as long as the batch took, too.
 DEFAULT_PAUSE = 0.05
 
 #: The tables retention deletes from, parents first: the order of its summary.
@@ -267,7 +270,8 @@ async def run_retention(
         Most rows a batch deletes (one transaction); an ended meeting's rows
         go with it, so a batch of meetings holds about this many rows.
     :param pause:
-        Seconds to sleep after each batch that deleted rows.
+        Least seconds to sleep after each batch that deleted rows (it also
+        sleeps at least as long as the batch took).
     :param force:
         Run even on a database that looks like production (name contains
         ``prod``, or ``CONFERENCE_ENV=production``).
@@ -341,6 +345,7 @@ class _Run:
                 return
             after = (rows[-1]["created_at"], rows[-1]["id"])
             ids = [row["id"] for row in rows]
+            began = time.perf_counter()
             async with self.database.transaction():
                 locked = [
                     row["id"] for row in await self.database.query(_LOCK_MEETINGS, ids, self.cutoff)
@@ -356,7 +361,7 @@ class _Run:
                 recordings=int(children["recordings"]),
                 analytics=int(children["analytics"]),
             )
-            await self._breathe()
+            await self._breathe(time.perf_counter() - began)
 
     async def expire_events(self) -> None:
         """Events older than the cut-off, meeting by meeting in key order."""
@@ -367,6 +372,7 @@ class _Run:
             if not rows:
                 return
             ids = [row["id"] for row in rows]
+            began = time.perf_counter()
             deleted = int(
                 (await self.database.query(_DELETE_EVENTS, ids, self.cutoff, self.batch_size))[0][
                     "analytics"
@@ -383,7 +389,7 @@ class _Run:
                     # Mostly recent meetings: take more of them per batch.
                     chunk = min(_MAX_CHUNK, chunk * 2)
             if deleted:
-                await self._breathe()
+                await self._breathe(time.perf_counter() - began)
 
     def _count(self, step: str, **deleted: int) -> None:
         for table, rows in deleted.items():
@@ -392,6 +398,7 @@ class _Run:
         if self.progress is not None:
             self.progress(RetentionProgress(step, dict(self.result.counts), self.total))
 
-    async def _breathe(self) -> None:
-        if self.pause:
-            await asyncio.sleep(self.pause)
+    async def _breathe(self, busy: float) -> None:
+        # As long as the batch took: a slow server (busy with webhooks, or
+        # a checkpoint) gets proportionally more room.
+        await asyncio.sleep(max(self.pause, busy))
