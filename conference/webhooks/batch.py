@@ -23,11 +23,12 @@ so they wait for each other instead of deadlocking.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
+
+import msgspec
 
 from conference import db
 from conference.tables import RecordingStatus
@@ -292,7 +293,7 @@ class _Row:
     @classmethod
     def read(cls, record: Any) -> _Row:
         values = {column: record[field] for column, field in _COLUMNS[record["kind"]].items()}
-        values["metadata"] = json.loads(record["metadata"])
+        values["metadata"] = msgspec.json.decode(record["metadata"])
         return cls(record["id"], record["inserted"], values, dict(values))
 
     def update_values(self) -> tuple[Any, ...]:
@@ -359,7 +360,7 @@ def _merge_recording(row: dict[str, Any], change: RecordingChange) -> None:
 
 
 def _json(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return msgspec.json.encode(value).decode()
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

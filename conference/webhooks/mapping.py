@@ -22,12 +22,12 @@ earliest start, latest end, egress status by rank.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
+import msgspec
 from livekit.protocol.egress import EgressStatus
 
 from conference.errors import MalformedWebhook
@@ -231,8 +231,8 @@ def app_metadata(raw: str) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        value = json.loads(raw)
-    except ValueError:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:  # also NaN, which jsonb would refuse
         return {"metadata": raw}
     return value if isinstance(value, dict) else {"metadata": raw}
 

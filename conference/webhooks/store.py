@@ -39,13 +39,13 @@ that run at the same time wait for each other instead of deadlocking.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from asyncpg.exceptions import InvalidCachedStatementError
 
 from conference import db
@@ -163,7 +163,7 @@ RETURNING meeting_id
 
 
 def _json(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return msgspec.json.encode(value).decode()
 
 
 def _arguments(changes: EventChanges, event_json: str) -> tuple[Any, ...]:
