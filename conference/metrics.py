@@ -395,9 +395,10 @@ class MetricsMiddleware:
         self._sampler = _PoolSampler()
         if multiprocess_dir() is None and _is_spawned_worker():
             logger.warning(
-                "this is one of several server processes but PROMETHEUS_MULTIPROC_DIR is "
-                "not set: /metrics will show only the counts of the worker that answers "
-                "it. Set it to an empty directory in the server's environment"
+                "this server process was started by another (uvicorn --workers, or "
+                "--reload) and PROMETHEUS_MULTIPROC_DIR is not set: with several workers, "
+                "/metrics shows only the counts of the worker that answers it. Set it to "
+                "an empty directory in the server's environment"
             )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
