@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import shlex
 import statistics
@@ -341,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     os.environ["DATABASE_URL"] = args.database_url  # before piccolo_conf is imported
+    # Slow statements are what this measures; do not log each one.
+    logging.getLogger("conference.db").setLevel(logging.ERROR)
     from conference.settings import get_settings
 
     get_settings.cache_clear()
