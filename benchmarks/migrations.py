@@ -64,6 +64,8 @@ MEETINGS = 20_000
 LANES = 50
 REPORT_SECONDS = 12
 PROBE_INTERVAL = 0.02
+#: A webhook not answered within this is counted as failed (LiveKit gives up sooner).
+REQUEST_TIMEOUT = 30.0
 #: Load before and after each migration, so that its effects are seen whole.
 SETTLE_BEFORE = 2.0
 SETTLE_AFTER = 2.0
@@ -349,7 +351,7 @@ async def _post(
 async def _lane(load: Load, port: int, lane: int, rate: float, tag: str) -> None:
     """One room session after another, in order, at ``rate / LANES`` events/s."""
     interval = LANES / rate
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     due = time.monotonic() + lane * interval / LANES
     session = 0
     try:
@@ -361,15 +363,21 @@ async def _lane(load: Load, port: int, lane: int, rate: float, tag: str) -> None
                 auth = sign(event.body, API_KEY, API_SECRET, ttl=timedelta(minutes=30))
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 try:
-                    status = await _post(reader, writer, port, event.body.encode(), auth)
-                except (ConnectionError, asyncio.IncompleteReadError):
-                    status = 0
-                    writer.close()
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    if connection is None:
+                        connection = await asyncio.open_connection("127.0.0.1", port)
+                    status = await asyncio.wait_for(
+                        _post(*connection, port, event.body.encode(), auth), REQUEST_TIMEOUT
+                    )
+                except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
+                    status = 0  # no answer: counted as not 200
+                    if connection is not None:
+                        connection[1].close()
+                    connection = None
                 load.webhooks.append((due, (time.monotonic() - due) * 1000, status))
                 due += interval
     finally:
-        writer.close()
+        if connection is not None:
+            connection[1].close()
 
 
 async def _probe(load: Load, url: str) -> None:
