@@ -35,12 +35,15 @@ test: $(INSTALLED)
 # cluster under /tmp, ~1M events; --meetings 242000 for 10M), and schema
 # changes on 1M analytics rows under 100 webhooks/s, conference migrate vs
 # stock piccolo (its own cluster .local/bench-issue11-pgdata; --rows 10000000
-# for the documented larger run); see benchmarks/.
+# for the documented larger run), and retention's delete rate and webhook
+# p99 while it runs (its own cluster .local/bench-issue14-pgdata, ~1.5M
+# events; --meetings 242000 for 10M); see benchmarks/.
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.data_layer
 	$(BIN)/python -m benchmarks.webhooks
 	$(BIN)/python -m benchmarks.partitioning
 	$(BIN)/python -m benchmarks.migrations --stop
+	$(BIN)/python -m benchmarks.lifecycle
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
