@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
-from conference.errors import ConferenceError
+from conference.commands.cli import exit_on_error
 from conference.reports import refresh
 
 
+@exit_on_error(ValueError)
 async def rollup(rebuild: bool = False) -> None:
     """
     Refresh the usage rollups behind the reports and the dashboard: only the
@@ -21,11 +20,7 @@ async def rollup(rebuild: bool = False) -> None:
         Recompute everything from the raw tables: after deleting analytics
         events on their own, or to check that the rollups are exact.
     """
-    try:
-        result = await refresh(rebuild=rebuild)
-    except (ConferenceError, ValueError) as error:
-        print(f"conference: error: {error}", file=sys.stderr)
-        sys.exit(1)
+    result = await refresh(rebuild=rebuild)
     if result.skipped:
         print("Another rollup refresh is running; nothing done.")
         return

@@ -28,8 +28,8 @@ counts with ``report_meetings``. A ``TRUNCATE`` (``seed``, ``generate
 --replace``) changes the tables' file nodes, and the next refresh rebuilds.
 
 **Not seen:** ``analytics`` rows deleted on their own (retention): the
-rollups keep counting them, as the usage history, until :func:`invalidate`
-or a rebuild; and ``analytics`` rows written with a key chosen by the writer
+rollups go on counting them until their meetings' hours are recomputed for
+another reason, :func:`invalidate` or a rebuild; and ``analytics`` rows written with a key chosen by the writer
 that is older than the last refresh (give such backfills to
 :func:`invalidate`, or rebuild).
 """
