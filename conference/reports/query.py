@@ -84,6 +84,15 @@ LEFT JOIN (figures f FULL JOIN events e USING (bucket)) ON true
 _HOUR_REPORT = _one_statement(_FIGURES, _EVENTS)
 _DAY_REPORT = _one_statement(_DAY_FIGURES, _DAY_EVENTS)
 
+# A daily report in UTC days: the rows of report_days as they are, with no
+# grouping at all ($1 room, $2 and $3 the range).
+_DAILY_REPORT = f"""
+SELECT ({_AS_OF}) AS as_of, d.day AS bucket, d.meetings_started, d.participant_sessions,
+       d.participant_us, d.peak_participants, d.recording_us, d.events::text AS events
+FROM (SELECT 1) AS one
+LEFT JOIN report_days d ON d.room_name = $1 AND d.day >= $2 AND d.day < $3
+"""
+
 _ROOMS = """
 SELECT DISTINCT room_name FROM report_hours
 WHERE room_name <> '' AND hour >= $1 AND hour < $2
@@ -141,9 +150,12 @@ async def usage_report(
     by_day = grain is not Grain.hour and all(
         edge.hour == 0 and edge.minute == 0 for bound in bounds for edge in bound
     )
-    rows = await database.query(
-        _DAY_REPORT if by_day else _HOUR_REPORT, grain.value, tz, room, lo, hi
-    )
+    if by_day and grain is Grain.day:
+        rows = await database.query(_DAILY_REPORT, room, lo, hi)
+    else:
+        rows = await database.query(
+            _DAY_REPORT if by_day else _HOUR_REPORT, grain.value, tz, room, lo, hi
+        )
     figures = [row for row in rows if row["bucket"] is not None]
     events = [
         {"bucket": row["bucket"], "event_type": event_type, "events": count}

@@ -29,9 +29,9 @@ counts with ``report_meetings``. A ``TRUNCATE`` (``seed``, ``generate
 
 **Not seen:** ``analytics`` rows deleted on their own (retention): the
 rollups go on counting them until their meetings' hours are recomputed for
-another reason, :func:`invalidate` or a rebuild; and ``analytics`` rows written with a key chosen by the writer
-that is older than the last refresh (give such backfills to
-:func:`invalidate`, or rebuild).
+another reason, :func:`invalidate` or a rebuild; and ``analytics`` rows
+written with a key chosen by the writer that is older than the last refresh
+(give such backfills to :func:`invalidate`, or rebuild).
 """
 
 from __future__ import annotations
