@@ -64,6 +64,9 @@ MEETINGS = 20_000
 LANES = 50
 REPORT_SECONDS = 12
 PROBE_INTERVAL = 0.02
+#: The no-migration window measured first: the floor the machine gives.
+BASELINE = "(no migration: the floor)"
+BASELINE_SECONDS = 10.0
 #: A webhook not answered within this is counted as failed (LiveKit gives up sooner).
 REQUEST_TIMEOUT = 30.0
 #: Load before and after each migration, so that its effects are seen whole.
@@ -438,6 +441,26 @@ class Row:
     failed: str = ""
 
 
+def _row(
+    runner: str, change: str, load: Load, started: float, ended: float, failed: str = ""
+) -> Row:
+    """The figures of the load between ``started`` and ``ended`` (±0.5 s)."""
+    window = [w for w in load.webhooks if started - 0.5 <= w[0] <= ended + 0.5]
+    latencies = [ms for _, ms, _ in window]
+    stalls = [ms for at, ms in load.probes if started - 0.5 <= at <= ended + 0.5]
+    return Row(
+        runner,
+        change,
+        ended - started,
+        max(stalls, default=0.0),
+        percentile(latencies, 0.99),
+        max(latencies, default=0.0),
+        len(window),
+        sum(1 for _, _, status in window if status != 200),
+        failed,
+    )
+
+
 def _command(runner: str, number: int) -> list[str]:
     migration = f"{APP_NAME}:{_migration_id(number)}"
     if runner == "conference migrate":
@@ -467,6 +490,11 @@ async def run_arm(runner: str, url: str, project: Path, rate: float) -> list[Row
             ]
             tasks.append(asyncio.ensure_future(_probe(load, url)))
             await asyncio.sleep(5)  # warm up
+            # The floor: the same load with no migration running.
+            started = time.monotonic()
+            await asyncio.sleep(BASELINE_SECONDS)
+            rows.append(_row(runner, BASELINE, load, started, time.monotonic()))
+            print(f"  {runner}: {rows[-1]}", file=sys.stderr)
             for number, change in enumerate(CHANGES, start=1):
                 await asyncio.sleep(SETTLE_BEFORE)
                 report = None
@@ -483,22 +511,7 @@ async def run_arm(runner: str, url: str, project: Path, rate: float) -> list[Row
                 if report is not None:
                     await report
                 await asyncio.sleep(SETTLE_AFTER)
-                window = [w for w in load.webhooks if started - 0.5 <= w[0] <= ended + 0.5]
-                latencies = [ms for _, ms, _ in window]
-                stalls = [ms for at, ms in load.probes if started - 0.5 <= at <= ended + 0.5]
-                rows.append(
-                    Row(
-                        runner,
-                        change.name,
-                        ended - started,
-                        max(stalls, default=0.0),
-                        percentile(latencies, 0.99),
-                        max(latencies, default=0.0),
-                        len(window),
-                        sum(1 for _, _, status in window if status != 200),
-                        failed,
-                    )
-                )
+                rows.append(_row(runner, change.name, load, started, ended, failed))
                 print(f"  {runner}: {rows[-1]}", file=sys.stderr)
             load.stop = True
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -514,9 +527,9 @@ def table(rows: list[Row]) -> str:
         "| webhooks | not 200 |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for change in CHANGES:
+    for name in [BASELINE, *(change.name for change in CHANGES)]:
         for row in rows:
-            if row.change != change.name:
+            if row.change != name:
                 continue
             failed = f" (failed: {row.failed})" if row.failed else ""
             lines.append(
