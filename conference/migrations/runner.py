@@ -421,6 +421,9 @@ async def _apply(
     # anything of it runs.
     plans = await plan_files(engine, pending, await read_catalog(connection))
     refuse(plans)
+    if not plans:
+        return []
+    # Looks up who blocks a step while it waits for a lock.
     monitor = await _connect(engine)
     try:
         executor = Executor(settings, connection, monitor, engine, verbose)
