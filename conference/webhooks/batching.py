@@ -142,8 +142,12 @@ class GroupCommit:
         try:
             results = await self._write([(item.changes, item.body) for item in batch])
         except asyncio.CancelledError:
+            # The writer was cancelled (shutdown): its events were not
+            # answered, so they get a 503 rather than a cancelled request.
+            stopped = DatabaseUnavailable("the database writer was stopped; retry")
             for item in batch:
-                item.future.cancel()
+                if not item.future.done():
+                    item.future.set_exception(stopped)
             raise
         except Exception as error:
             # Rolled back: nothing of the batch is stored. Every event of it
