@@ -37,12 +37,15 @@ test: $(INSTALLED)
 # stock piccolo (its own cluster .local/bench-issue11-pgdata; --rows 10000000
 # for the documented larger run), and retention's delete rate and webhook
 # p99 while it runs (its own cluster .local/bench-issue14-pgdata, ~1.5M
-# events; --meetings 242000 for 10M); see benchmarks/.
+# events; --meetings 242000 for 10M), and failover: synchronous commit's
+# cost, RTO and RPO per standby setup (its own clusters under /tmp); see
+# benchmarks/.
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.data_layer
 	$(BIN)/python -m benchmarks.webhooks
 	$(BIN)/python -m benchmarks.partitioning
 	$(BIN)/python -m benchmarks.migrations --stop
+	$(BIN)/python -m benchmarks.failover
 	$(BIN)/python -m benchmarks.lifecycle
 
 lint: $(INSTALLED)
