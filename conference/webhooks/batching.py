@@ -25,8 +25,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +32,6 @@ from dataclasses import dataclass, field
 from conference.errors import DatabaseError, DatabaseUnavailable, WebhookBacklog
 from conference.webhooks.mapping import EventChanges
 from conference.webhooks.store import RecordResult, record_batch
-
-logger = logging.getLogger(__name__)
 
 #: What writes one batch: :func:`~conference.webhooks.store.record_batch`.
 BatchWriter = Callable[
@@ -47,7 +43,6 @@ BatchWriter = Callable[
 class _Waiting:
     changes: EventChanges
     body: str
-    since: float = field(default_factory=time.monotonic)
     future: asyncio.Future[RecordResult | DatabaseError] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
