@@ -38,7 +38,8 @@ test: $(INSTALLED)
 # for the documented larger run), and retention's delete rate and webhook
 # p99 while it runs (its own cluster .local/bench-issue14-pgdata, ~1.5M
 # events; --meetings 242000 for 10M), and failover: synchronous commit's
-# cost, RTO and RPO per standby setup (its own clusters under /tmp); see
+# cost, RTO and RPO per standby setup (its own clusters under /tmp), and
+# what conference.db adds to one statement over asyncpg's pool; see
 # benchmarks/.
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.data_layer
@@ -47,6 +48,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.migrations --stop
 	$(BIN)/python -m benchmarks.failover
 	$(BIN)/python -m benchmarks.lifecycle
+	$(BIN)/python -m benchmarks.db_overhead
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
