@@ -80,6 +80,13 @@ async def forwards():
             await RawTable.raw(statement)
 
     manager.add_raw(run)
+    if "BACKWARDS_SQL" in globals():
+
+        async def run_backwards():
+            for statement in BACKWARDS_SQL:
+                await RawTable.raw(statement)
+
+        manager.add_raw_backwards(run_backwards)
     return manager
 '''
 
@@ -660,6 +667,35 @@ async def test_a_refused_operation_changes_nothing_and_prints_the_recipe(
     )
     migrated.migrate()
     assert ("scratch", SECOND) in await _ledger(migrated.database_url)
+
+
+async def test_reversing_a_migration_takes_the_same_non_blocking_route_and_forgets_it(
+    migrated: ScratchProject,
+) -> None:
+    await _populate(migrated.database_url, 1_000)
+    migrated.write_migration(
+        SECOND,
+        "index",
+        [INDEX_SQL],
+        extra="BACKWARDS_SQL = ['DROP INDEX scratch_gadgets_name']",
+    )
+    migrated.migrate()
+    assert await _index_states(migrated.database_url) == [True]
+
+    dry = migrated.migrate("--backwards", f"--target=scratch:{SECOND}", "--dry_run")
+    assert "DROP INDEX CONCURRENTLY IF EXISTS scratch_gadgets_name" in dry.stdout
+    assert f"DELETE FROM migration WHERE name = '{SECOND}' AND app_name = 'scratch'" in dry.stdout
+    reversed_ = migrated.migrate("--backwards", f"--target=scratch:{SECOND}")
+
+    assert f"reversed scratch:{SECOND} (index)" in reversed_.stdout
+    assert await _index_states(migrated.database_url) == []
+    assert ("scratch", SECOND) not in await _ledger(migrated.database_url)
+    assert ("scratch", FIRST) in await _ledger(migrated.database_url)
+    assert ("scratch", SECOND) not in {
+        (app, name) for app, name, _ in await _checksum_rows(migrated.database_url)
+    }
+    no_target = migrated.piccolo("conference", "migrate", "--backwards")
+    assert no_target.returncode == 1 and "reversing needs a target" in no_target.stderr
 
 
 async def test_the_runner_builds_the_same_schema_as_stock_piccolo(

@@ -186,3 +186,17 @@ async def test_backfill_updates_every_matching_row_in_short_batches(
         await connection.fetchval("SELECT count(*) FROM analytics WHERE event_type = 'new_kind'")
         == 250
     )
+
+
+def test_a_reversal_drops_what_the_migration_added_without_a_refusal() -> None:
+    module = types.ModuleType("scratch_migration")
+    file = MigrationFile("scratch", "2030-01-01T00:00:00:000001", "", Path("x.py"), module)
+    statements = ["ALTER TABLE analytics DROP COLUMN note", "DROP INDEX analytics_note"]
+
+    plan = plan_migration(file, statements, EXISTING, {}, backwards=True)
+
+    assert plan.refusals == [] and plan.backwards
+    assert _sql(plan)[1] == ["DROP INDEX CONCURRENTLY IF EXISTS analytics_note"]
+    assert (
+        "reverses the migration (drop_column analytics.note)" in plan.steps[0].statements[0].safety
+    )

@@ -7,7 +7,9 @@ from conference.migrations import MigrationRunResult, run_migrations
 
 
 @exit_on_error
-async def migrate(dry_run: bool = False, verbose: bool = False, target: str | None = None) -> None:
+async def migrate(
+    dry_run: bool = False, verbose: bool = False, target: str | None = None, backwards: bool = False
+) -> None:
     """
     Apply the pending migrations of every registered app without stalling
     traffic: indexes on existing tables built CONCURRENTLY, constraints
@@ -25,8 +27,14 @@ async def migrate(dry_run: bool = False, verbose: bool = False, target: str | No
         Print every statement as it runs.
     :param target:
         Stop after this migration: its ID, or app:ID.
+    :param backwards:
+        Reverse the applied migrations from --target on, newest first, with
+        the same non-blocking steps (stock `piccolo migrations backwards`
+        runs them in one blocking transaction).
     """
-    result = await run_migrations(dry_run=dry_run, verbose=verbose, target=target)
+    result = await run_migrations(
+        dry_run=dry_run, verbose=verbose, target=target, backwards=backwards
+    )
     print(format_result(result, verbose=verbose))
 
 
@@ -47,7 +55,8 @@ def format_result(result: MigrationRunResult, verbose: bool = False) -> str:
         if step.resumed_at:
             notes.append(f"resumed at step {step.resumed_at}")
         extra = f" ({', '.join(notes)})" if notes else ""
-        lines.append(f"applied {step.name}{described} in {step.duration_ms or 0:.0f} ms{extra}")
+        verb = "reversed" if result.backwards else "applied"
+        lines.append(f"{verb} {step.name}{described} in {step.duration_ms or 0:.0f} ms{extra}")
         if verbose:
             for statement in step.statements:
                 lines.extend(f"    {line}" for line in statement.splitlines())

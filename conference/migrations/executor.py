@@ -47,7 +47,7 @@ from conference._compat import run_migration_manager
 from conference.errors import MigrationError
 from conference.settings import Settings
 
-from .ledger import record_statements, step_statement
+from .ledger import record_statements, step_statement, unrecord_statements
 from .planner import MigrationPlan, Step
 
 logger = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ class Executor:
                 body.append((f"-- squawk-ignore {', '.join(statement.squawk_ignore)}", ()))
             body.append((statement.sql, ()))
         if step.records_ledger:
-            ledger = record_statements(plan.file)
+            ledger = (unrecord_statements if plan.backwards else record_statements)(plan.file)
         else:
             ledger = [step_statement(plan.file, step.key, step.number)]
         if step.transactional:
@@ -214,9 +214,13 @@ class Executor:
         return [
             (f"SET lock_timeout = '{timeout}ms'", ()),
             (f"SET statement_timeout = '{statement_timeout}ms'", ()),
+            # One process builds: parallel workers would take the CPU the
+            # traffic needs, for a build that blocks nobody anyway.
+            ("SET max_parallel_maintenance_workers = 0", ()),
             *body,
             ("RESET lock_timeout", ()),
             ("RESET statement_timeout", ()),
+            ("RESET max_parallel_maintenance_workers", ()),
             ("BEGIN", ()),
             *ledger,
             ("COMMIT", ()),
@@ -396,7 +400,9 @@ class Executor:
                 await self.connection.execute(sql, *args)
             if step.opaque is not None:
                 assert self.engine is not None
-                printed = await run_migration_manager(self.engine, self.connection, step.opaque)
+                printed = await run_migration_manager(
+                    self.engine, self.connection, step.opaque, backwards=plan.backwards
+                )
                 if printed:
                     logger.debug("piccolo: %s", printed)
         self._note(outcome, "COMMIT")
@@ -424,6 +430,7 @@ class Executor:
         finally:
             await self.connection.execute("RESET lock_timeout")
             await self.connection.execute("RESET statement_timeout")
+            await self.connection.execute("RESET max_parallel_maintenance_workers")
         async with self.connection.transaction():
             for sql, args in sequence[split + 1 : -1]:
                 self._note(outcome, sql, args)

@@ -180,6 +180,14 @@ def find_migration(files: list[MigrationFile], target: str) -> MigrationFile:
     )
 
 
+def reversible(
+    files: list[MigrationFile], applied: dict[tuple[str, str], Any], target: str
+) -> list[MigrationFile]:
+    """The applied files from ``target`` on, newest first: what a reversal undoes."""
+    first = files.index(find_migration(files, target))
+    return [file for file in reversed(files[first:]) if file.key in applied]
+
+
 def selected(
     files: list[MigrationFile], applied: dict[tuple[str, str], Any], target: str | None
 ) -> list[MigrationFile]:
@@ -249,6 +257,21 @@ def record_statements(file: MigrationFile) -> list[tuple[str, tuple[Any, ...]]]:
     return [
         (INSERT_LEDGER, (file.migration_id, file.app_name)),
         (UPSERT_CHECKSUM, (file.app_name, file.migration_id, file.checksum(), file.path.name)),
+        (DELETE_STEPS, (file.app_name, file.migration_id)),
+    ]
+
+
+def unrecord_statements(file: MigrationFile) -> list[tuple[str, tuple[Any, ...]]]:
+    """Forget ``file`` (it was reversed): its ledger row, checksum and step rows."""
+    return [
+        (
+            "DELETE FROM migration WHERE name = $1 AND app_name = $2",
+            (file.migration_id, file.app_name),
+        ),
+        (
+            f"DELETE FROM {CHECKSUM_TABLE} WHERE app_name = $1 AND migration_id = $2",
+            (file.app_name, file.migration_id),
+        ),
         (DELETE_STEPS, (file.app_name, file.migration_id)),
     ]
 

@@ -153,6 +153,7 @@ class MigrationPlan:
     created_tables: frozenset[str] = frozenset()
     dropped_tables: frozenset[str] = frozenset()
     acknowledged: dict[str, str] = field(default_factory=dict)
+    backwards: bool = False
 
     @property
     def step_keys(self) -> set[str]:
@@ -218,7 +219,9 @@ class _Planner:
         acknowledged: dict[str, str],
         created: frozenset[str],
         atomic: bool,
+        backwards: bool = False,
     ) -> None:
+        self.backwards = backwards
         self.file = file
         self.catalog = catalog
         self.acknowledged = acknowledged
@@ -267,6 +270,10 @@ class _Planner:
         """The statement as acknowledged, or ``None`` after noting a refusal."""
         refusal = Refusal(rule, target, sql, detail)
         reason = self.acknowledged.get(refusal.key)
+        if self.backwards:
+            # Reversing a migration drops what it added: that is what the
+            # operator asked for, so it runs (noted in the plan), not refused.
+            reason = f"reverses the migration ({refusal.key})"
         if reason is None:
             self.refusals.append(refusal)
             return None
@@ -645,6 +652,7 @@ def plan_migration(
     *,
     atomic: bool = True,
     opaque: Any = None,
+    backwards: bool = False,
 ) -> MigrationPlan:
     """
     The steps of one migration.
@@ -657,6 +665,8 @@ def plan_migration(
     :param acknowledged: the migration's ``ACKNOWLEDGE_UNSAFE``.
     :param atomic: ``False`` when the migration asked for no transaction:
         each statement then commits on its own.
+    :param backwards: the plan reverses the migration: same non-blocking
+        rewrites, nothing refused, and its last step forgets the ledger row.
     """
     if statements is None:
         note = (
@@ -667,9 +677,9 @@ def plan_migration(
         step = Step(
             1, [Statement(note, "unknown", "unanalysed")], opaque=opaque, records_ledger=True
         )
-        return MigrationPlan(file, [step], acknowledged=acknowledged)
+        return MigrationPlan(file, [step], acknowledged=acknowledged, backwards=backwards)
     created = created_tables(statements)
-    planner = _Planner(file, catalog, acknowledged, created, atomic)
+    planner = _Planner(file, catalog, acknowledged, created, atomic, backwards)
     for sql in statements:
         planner.add(sql)
     planner._flush_validations()
@@ -685,4 +695,5 @@ def plan_migration(
         created_tables=created,
         dropped_tables=frozenset(planner.dropped),
         acknowledged=acknowledged,
+        backwards=backwards,
     )

@@ -42,6 +42,7 @@ from .ledger import (
     ledger_setup,
     migration_files,
     read_ledger,
+    reversible,
     selected,
 )
 from .planner import Catalog, MigrationPlan, plan_migration
@@ -136,6 +137,7 @@ class MigrationRunResult:
     duration_ms: float
     lock_wait_ms: float = 0.0
     preamble: list[str] = field(default_factory=list)
+    backwards: bool = False
 
     @property
     def applied(self) -> list[str]:
@@ -235,36 +237,40 @@ class VerifyResult:
 
 
 async def migration_sql(
-    engine: PostgresEngine, file: MigrationFile
+    engine: PostgresEngine, file: MigrationFile, backwards: bool = False
 ) -> tuple[list[str] | None, Any]:
     """
     The SQL of ``file`` in the order Piccolo runs it (raw steps first), and
     its manager. ``None`` for the SQL when a raw Python step keeps its SQL
-    out of a module-level ``FORWARDS_SQL`` list.
+    out of a module-level ``FORWARDS_SQL`` (``BACKWARDS_SQL``) list.
     """
     manager = await file.module.forwards()
     if not isinstance(manager, MigrationManager) or manager.fake:
         return [], manager
-    if manager.raw:
-        raw = getattr(file.module, "FORWARDS_SQL", None)
+    raw_steps, listed = (
+        (manager.raw_backwards, "BACKWARDS_SQL") if backwards else (manager.raw, "FORWARDS_SQL")
+    )
+    statements: list[str] = []
+    if raw_steps:
+        raw = getattr(file.module, listed, None)
         if raw is None:
             return None, manager
         statements = [str(statement) for statement in raw]
-    else:
-        statements = []
-    return statements + await migration_manager_sql(engine, manager), manager
+    generated = await migration_manager_sql(engine, manager, backwards=backwards)
+    return statements + generated, manager
 
 
 async def plan_files(
-    engine: PostgresEngine, files: list[MigrationFile], catalog: Catalog
+    engine: PostgresEngine, files: list[MigrationFile], catalog: Catalog, backwards: bool = False
 ) -> list[MigrationPlan]:
     """
     The plan of each file, in order, each against the catalog the ones
-    before it leave (a dry run sees what a real run will do).
+    before it leave (a dry run sees what a real run will do). ``backwards``:
+    the plans that reverse them (``files`` newest first).
     """
     plans = []
     for file in files:
-        statements, manager = await migration_sql(engine, file)
+        statements, manager = await migration_sql(engine, file, backwards)
         atomic = not isinstance(manager, MigrationManager) or manager.wrap_in_transaction
         if statements is None:
             manager = await file.module.forwards()  # a fresh one, to run for real
@@ -275,6 +281,7 @@ async def plan_files(
             acknowledgements(file.module),
             atomic=atomic,
             opaque=manager if statements is None else None,
+            backwards=backwards,
         )
         plans.append(plan)
         catalog = catalog.after(plan)
@@ -411,15 +418,20 @@ async def _apply(
     target: str | None,
     settings: Settings,
     verbose: bool,
+    backwards: bool = False,
 ) -> list[MigrationStep]:
     for statement in ledger_setup():
         await connection.execute(statement)
     state = await read_ledger(connection)
     await _record_stock_checksums(connection, files, state)
-    pending = selected(files, state.applied, target)
+    if backwards:
+        assert target is not None
+        pending = reversible(files, state.applied, target)
+    else:
+        pending = selected(files, state.applied, target)
     # Every plan first: a refused operation anywhere stops the run before
     # anything of it runs.
-    plans = await plan_files(engine, pending, await read_catalog(connection))
+    plans = await plan_files(engine, pending, await read_catalog(connection), backwards)
     refuse(plans)
     if not plans:
         return []
@@ -481,13 +493,17 @@ async def _dry_run(
     files: list[MigrationFile],
     target: str | None,
     settings: Settings,
+    backwards: bool = False,
 ) -> tuple[list[str], list[MigrationStep]]:
     """What :func:`_apply` would send, statement by statement, without sending it."""
     state = await read_ledger(connection)
     preamble = [] if await ledger_exists(connection) else ledger_setup()
-    plans = await plan_files(
-        engine, selected(files, state.applied, target), await read_catalog(connection)
-    )
+    if backwards:
+        assert target is not None
+        chosen = reversible(files, state.applied, target)
+    else:
+        chosen = selected(files, state.applied, target)
+    plans = await plan_files(engine, chosen, await read_catalog(connection), backwards)
     refuse(plans)
     return preamble, describe_plans(plans, settings, state)
 
@@ -518,6 +534,7 @@ async def run_migrations(
     verbose: bool = False,
     target: str | None = None,
     *,
+    backwards: bool = False,
     settings: Settings | None = None,
 ) -> MigrationRunResult:
     """
@@ -540,6 +557,11 @@ async def run_migrations(
         Keep every statement that ran in the result and log each at INFO.
     :param target:
         Stop after this migration (``ID`` or ``app:ID``), in apply order.
+    :param backwards:
+        Reverse the applied migrations from ``target`` (required) on, newest
+        first, with the same non-blocking steps and lock retries; dropping
+        what they added is not refused (it is what a reversal does). Each
+        ledger row goes when its migration's last step is done.
     :param settings:
         The timeouts, the retry budget and the lock wait; default
         :func:`get_settings`.
@@ -547,6 +569,10 @@ async def run_migrations(
     settings = settings or get_settings()
     engine = _piccolo_conf_engine()
     files = migration_files()
+    if backwards and not target:
+        raise MigrationError(
+            "reversing needs a target: the oldest migration to reverse (--target=app:ID)"
+        )
     if target:
         find_migration(files, target)  # an unknown target fails before connecting
     started = time.perf_counter()
@@ -557,12 +583,12 @@ async def run_migrations(
             f"SET client_connection_check_interval = '{CLIENT_CHECK_INTERVAL}'"
         )
         if dry_run:
-            preamble, steps = await _dry_run(engine, connection, files, target, settings)
+            preamble, steps = await _dry_run(engine, connection, files, target, settings, backwards)
             lock_wait = 0.0
         else:
             preamble = []
             lock_wait = await _acquire_lock(connection, settings.migration_lock_wait)
-            steps = await _apply(engine, connection, files, target, settings, verbose)
+            steps = await _apply(engine, connection, files, target, settings, verbose, backwards)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         translated = translate_error(error, get_database().url)
         if translated is None:
@@ -573,6 +599,7 @@ async def run_migrations(
         await connection.close()
     return MigrationRunResult(
         dry_run=dry_run,
+        backwards=backwards,
         migrations=steps,
         duration_ms=(time.perf_counter() - started) * 1000,
         lock_wait_ms=lock_wait * 1000,
