@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -461,6 +462,13 @@ def _row(
     )
 
 
+def _error_line(output: str) -> str:
+    """The line of a failed run's output that names the error."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in output.splitlines()]
+    named = [line for line in lines if "Error" in line or "error" in line.lower()]
+    return (named or [line for line in lines if line] or ["?"])[-1][:160]
+
+
 def _command(runner: str, number: int) -> list[str]:
     migration = f"{APP_NAME}:{_migration_id(number)}"
     if runner == "conference migrate":
@@ -506,12 +514,17 @@ async def run_arm(runner: str, url: str, project: Path, rate: float) -> list[Row
                 try:
                     await asyncio.to_thread(_piccolo, project, url, *_command(runner, number))
                 except RuntimeError as error:
-                    failed = str(error).strip().splitlines()[-1][:120]
+                    failed = _error_line(str(error))
+                    print(f"  {runner} failed on {change.name}:\n{error}", file=sys.stderr)
                 ended = time.monotonic()
                 if report is not None:
                     await report
                 await asyncio.sleep(SETTLE_AFTER)
                 rows.append(_row(runner, change.name, load, started, ended, failed))
+                if failed:
+                    # Apply it again, unmeasured, so that the next row is
+                    # that migration's alone (an operator would rerun too).
+                    await asyncio.to_thread(_piccolo, project, url, *_command(runner, number))
                 print(f"  {runner}: {rows[-1]}", file=sys.stderr)
             load.stop = True
             await asyncio.gather(*tasks, return_exceptions=True)
