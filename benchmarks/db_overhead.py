@@ -43,6 +43,7 @@ from benchmarks.report import (
     timestamp,
     write_section,
 )
+from conference.db import Database, get_database
 
 SQL = "SELECT $1::int AS n"
 CALLS_PER_BLOCK = 100
@@ -72,11 +73,15 @@ async def _calls_per_statement(side: Side, count: int = 500) -> float:
     return float(stats.total_calls) / count
 
 
-async def measure(blocks: int) -> str:
-    """Run the comparison; return the Markdown section."""
-    from conference import db
+async def measure(blocks: int, database: Database | None = None) -> str:
+    """
+    Run the comparison; return the Markdown section.
 
-    database = db.get_database()
+    :param database:
+        Where to run; default the configured database (its pool is closed
+        afterwards).
+    """
+    database = database or get_database()
     load_before = load_average()
     await database.start_pool(min_size=POOL_SIZE, max_size=POOL_SIZE)
     raw = await asyncpg.create_pool(database.url, min_size=POOL_SIZE, max_size=POOL_SIZE)
