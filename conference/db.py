@@ -148,6 +148,15 @@ def translate_error(error: BaseException, url: str | None = None) -> ConferenceE
     if isinstance(error, ConferenceError):
         return None
     where = redact_url(url) if url else "the database"
+    if isinstance(error, TargetServerAttributeNotMatched):
+        # A multi-host DATABASE_URL whose hosts all answer as standbys: the
+        # primary is gone and no standby has been promoted yet. (Checked
+        # first: it is an InternalClientError, which counts as a lost
+        # connection below.)
+        return DatabaseUnavailable(
+            f"no host of {where} accepts writes ({error}); a failover is probably under "
+            "way, retry once a standby has been promoted"
+        )
     if is_connection_lost(error):
         if isinstance(error, asyncpg.InterfaceError) and "pool" in str(error):
             return DatabaseUnavailable(
@@ -161,13 +170,6 @@ def translate_error(error: BaseException, url: str | None = None) -> ConferenceE
         )
     if isinstance(error, (OSError, TimeoutError)):
         return DatabaseUnavailable(describe_connection_error(error, url or "the database"))
-    if isinstance(error, TargetServerAttributeNotMatched):
-        # A multi-host DATABASE_URL whose hosts all answer as standbys: the
-        # primary is gone and no standby has been promoted yet.
-        return DatabaseUnavailable(
-            f"no host of {where} accepts writes ({error}); a failover is probably under "
-            "way, retry once a standby has been promoted"
-        )
     if not isinstance(error, asyncpg.PostgresError):
         return None
 

@@ -247,6 +247,11 @@ def describe_connection_error(error: BaseException, url: str) -> str:
         )
     if isinstance(error, asyncpg.CannotConnectNowError):
         return f"the server at {where} is starting up or shutting down: {error}"
+    if isinstance(error, TargetServerAttributeNotMatched):
+        return (
+            f"no host of {where} accepts writes ({error}); a failover is probably under "
+            "way: promote a standby, or fix target_session_attrs in DATABASE_URL"
+        )
     return f"cannot connect to {where}: {type(error).__name__}: {error}"
 
 
@@ -300,7 +305,7 @@ async def connect_to_primary(dsn: str, timeout: float, **kwargs: Any) -> asyncpg
 async def _connect(url: str, timeout: float) -> asyncpg.Connection:
     try:
         return await connect_to_primary(url, timeout=timeout)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+    except (OSError, TimeoutError, asyncpg.PostgresError, TargetServerAttributeNotMatched) as error:
         raise DatabaseUnavailable(describe_connection_error(error, url)) from error
     except (ValueError, asyncpg.InterfaceError) as error:
         # asyncpg raises these for DSNs it cannot parse.

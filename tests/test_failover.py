@@ -229,9 +229,12 @@ async def test_without_a_synchronous_standby_webhooks_it_had_not_received_are_lo
     database = Database(ConferenceEngine(url=pair.failover_url(), connect_timeout=5))
     pair.kill_primary()
     pair.start_replica()
-    # The gap: the primary is gone, the standby not yet promoted.
-    with pytest.raises(DatabaseUnavailable):
+    # The gap: the primary is gone, the standby not yet promoted. Queries,
+    # and an app starting now, get DatabaseUnavailable (webhooks: 503).
+    with pytest.raises(DatabaseUnavailable, match=r"no host of .* accepts writes"):
         await database.query("SELECT 1")
+    with pytest.raises(DatabaseUnavailable, match=r"no host of .* accepts writes"):
+        ConferenceEngine(url=pair.failover_url(), connect_timeout=5)
     assert readiness(app)["http_status"] == 503
     pair.promote()
 
