@@ -58,7 +58,7 @@ class WebhookStream:
     def ok(self) -> list[Answer]:
         return [answer for answer in self.answers if answer.status == 200]
 
-    def wait_for_oks(self, count: int, after: float = 0.0, timeout: float = 30.0) -> float:
+    def wait_for_oks(self, count: int, after: float = 0.0, timeout: float = 60.0) -> float:
         """Wait for ``count`` 200s to webhooks sent after ``after``; the time of the first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
