@@ -48,12 +48,10 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import (
     AbstractAsyncContextManager,
-    AbstractContextManager,
     asynccontextmanager,
-    contextmanager,
     suppress,
 )
 from dataclasses import dataclass, field
@@ -468,20 +466,13 @@ class Database:
         """
         return _Connection(self, join_transaction)
 
-    @contextmanager
-    def translate_errors(self) -> Iterator[None]:
+    def translate_errors(self) -> _TranslatedErrors:
         """
         ``with database.translate_errors():`` database errors raised inside
         leave as :class:`~conference.errors.ConferenceError` subclasses (see
         :func:`translate_error`); other exceptions pass unchanged.
         """
-        try:
-            yield
-        except Exception as error:
-            translated = translate_error(error, self.url)
-            if translated is None:
-                raise
-            raise translated from error
+        return _TranslatedErrors(self)
 
     async def query(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """
@@ -502,20 +493,18 @@ class Database:
         """
         started = time.perf_counter()
         try:
-            transaction = self.engine.current_transaction.get()
-            if transaction is not None:
-                rows = await transaction.connection.fetch(sql, *args)
-            else:
-                async with _Connection(self, False) as connection:
-                    rows = await connection.fetch(sql, *args)
-        except Exception as error:
+            with _TranslatedErrors(self):
+                transaction = self.engine.current_transaction.get()
+                if transaction is not None:
+                    rows = await transaction.connection.fetch(sql, *args)
+                else:
+                    async with _Connection(self, False) as connection:
+                        rows = await connection.fetch(sql, *args)
+        except ConferenceError:
             if logger.isEnabledFor(logging.DEBUG):
                 elapsed = time.perf_counter() - started
                 logger.debug("query failed after %.1f ms: %s", elapsed * 1000, _one_line(sql))
-            translated = translate_error(error, self.url)
-            if translated is None:
-                raise
-            raise translated from error
+            raise
         elapsed = time.perf_counter() - started
         if elapsed >= self.settings.database_slow_query_threshold:
             logger.warning(
@@ -620,6 +609,24 @@ class Database:
             # Connecting failed: unreachable, unknown database, refused login.
             return describe_connection_error(error, self.url)
         return f"{type(error).__name__}: {error}"
+
+
+class _TranslatedErrors:
+    """What :meth:`Database.translate_errors` returns (a class: cheaper than a generator)."""
+
+    __slots__ = ("_database",)
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, error: BaseException | None, traceback: Any) -> None:
+        if isinstance(error, Exception):
+            translated = translate_error(error, self._database.url)
+            if translated is not None:
+                raise translated from error
 
 
 class _Connection:
@@ -730,7 +737,7 @@ def connection(*, join_transaction: bool = True, database: Database | None = Non
     return (database or get_database()).connection(join_transaction=join_transaction)
 
 
-def translate_errors(*, database: Database | None = None) -> AbstractContextManager[None]:
+def translate_errors(*, database: Database | None = None) -> _TranslatedErrors:
     """
     ``with db.translate_errors():`` database errors leave as conference
     exceptions; see :meth:`Database.translate_errors`.
