@@ -109,13 +109,15 @@ def _cutoff(keep: str, before: str) -> datetime:
 
 
 def _report(result: RetentionResult) -> None:
-    what = "older than" if not result.meetings else "older than (and ended meetings before)"
     cutoff = f"{result.cutoff.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    what = f"the events older than {cutoff}"
+    if result.meetings:
+        what += " and the meetings that ended before it"
     if result.dry_run:
-        print(f"Dry run on {result.database}: would delete rows {what} {cutoff}:")
+        print(f"Dry run on {result.database}: would delete {what}:")
         print(result.table())
         return
-    print(f"Deleted from {result.database} rows {what} {cutoff}:")
+    print(f"Deleted from {result.database} {what}:")
     print(result.table())
     rate = result.rows / result.seconds if result.seconds else 0.0
     print(
