@@ -60,6 +60,7 @@ stop: $(INSTALLED)
 	$(BIN)/python -m conference.embedded stop
 	$(BIN)/python -m conference.embedded stop --data-dir .local/test-pgdata
 	$(BIN)/python -m conference.embedded stop --data-dir .local/bench-pgdata
+	$(BIN)/python -m conference.embedded stop --data-dir .local/bench-issue11-pgdata
 
 clean: stop
 	@read -p "Delete $(VENV) and .local (all embedded databases)? [y/N] " answer; \
