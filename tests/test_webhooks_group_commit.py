@@ -25,6 +25,7 @@ from tests.support import LiveServer
 from tests.webhook_sessions import (
     API_KEY,
     API_SECRET,
+    EMPTY_TABLES,
     WEBHOOK_ENV,
     Recorded,
     product_sync,
@@ -111,9 +112,9 @@ def server(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture
 def tables(server: LiveServer, database: str) -> Iterator[str]:
-    execute(database, "TRUNCATE meetings, participants, recordings, analytics CASCADE")
+    execute(database, EMPTY_TABLES)
     yield database
-    execute(database, "TRUNCATE meetings, participants, recordings, analytics CASCADE")
+    execute(database, EMPTY_TABLES)
 
 
 def test_a_duplicate_inside_one_batch_is_recorded_once(server: LiveServer, tables: str) -> None:

@@ -20,7 +20,14 @@ from conference.errors import CheckViolation
 from conference.webhooks.event import decode_event
 from conference.webhooks.mapping import EventChanges, changes_for
 from conference.webhooks.store import Outcome, RecordResult, record_batch, record_event
-from tests.webhook_sessions import Recorded, State, fetch_state, product_sync, queues
+from tests.webhook_sessions import (
+    EMPTY_TABLES,
+    Recorded,
+    State,
+    fetch_state,
+    product_sync,
+    queues,
+)
 
 RECEIVED = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 SESSIONS = [product_sync(tag="a"), product_sync(tag="b")]
@@ -63,7 +70,7 @@ async def database(connection: asyncpg.Connection, database_url: str) -> AsyncIt
 
 
 async def _empty(connection: asyncpg.Connection) -> None:
-    await connection.execute("TRUNCATE meetings, participants, recordings, analytics CASCADE")
+    await connection.execute(EMPTY_TABLES)
 
 
 async def _one_by_one(events: list[tuple[EventChanges, str]], database_url: str) -> State:

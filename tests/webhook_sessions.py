@@ -31,6 +31,8 @@ from livekit.protocol import egress as lk_egress
 from livekit.protocol import models as lk_models
 from livekit.protocol.webhook import WebhookEvent
 
+from conference.devdata.target import table_names, truncate_sql
+
 #: The first event of :func:`product_sync` happens at this moment.
 SESSION_START = datetime(2026, 11, 24, 14, 0, 0, 250_000, tzinfo=UTC)
 
@@ -399,6 +401,10 @@ WEBHOOK_ENV = {
 
 # --- The database, read without UUIDs ---------------------------------------
 
+#: Empties the conference tables (and, through CASCADE, rows of other
+#: tables that reference them, such as the reports' rollups).
+EMPTY_TABLES = truncate_sql() + " CASCADE"
+
 STATE_QUERIES = {
     "meetings": """
         SELECT room_sid, room_name, created_at, ended_at, metadata
@@ -438,7 +444,7 @@ async def fetch_state(database_url: str) -> State:
 async def _empty_tables(database_url: str) -> None:
     connection = await asyncpg.connect(database_url)
     try:
-        await connection.execute("TRUNCATE meetings, participants, recordings, analytics CASCADE")
+        await connection.execute(EMPTY_TABLES)
     finally:
         await connection.close()
 
@@ -456,7 +462,7 @@ def row_counts(state: State) -> dict[str, int]:
     return {table: len(rows) for table, rows in state.items()}
 
 
-NO_ROWS = {"meetings": 0, "participants": 0, "recordings": 0, "analytics": 0}
+NO_ROWS = dict.fromkeys(table_names(), 0)
 
 
 if __name__ == "__main__":
