@@ -305,3 +305,14 @@ async def test_the_command_erases_and_lists_the_recordings_to_review(
     bad = run_piccolo(["conference", "erase", "--identity= "], database_url, check=False)
     assert bad.returncode == 1
     assert bad.stderr.strip().startswith("conference: error: the identity to erase is empty")
+
+    # Without '=', targ would take the room's name for the identity: refused.
+    other = await connection.fetchval("SELECT identity FROM participants LIMIT 1")
+    room = await connection.fetchval("SELECT room_name FROM meetings LIMIT 1")
+    sessions = await connection.fetchval("SELECT count(*) FROM participants")
+    spaced = run_piccolo(
+        ["conference", "erase", f"--identity={other}", "--room", room], database_url, check=False
+    )
+    assert spaced.returncode == 1
+    assert "--room needs a value: write --room=VALUE" in spaced.stderr
+    assert await connection.fetchval("SELECT count(*) FROM participants") == sessions

@@ -250,3 +250,10 @@ async def test_the_command_deletes_with_keep_and_says_what_went(
     bad = run_piccolo(["conference", "retention", "--keep=90x"], database_url, check=False)
     assert bad.returncode == 1
     assert bad.stderr.strip().startswith("conference: error: a retention period")
+    spaced = run_piccolo(
+        ["conference", "retention", "--before", "2026-10-01T00:00:00+00:00"],
+        database_url,
+        check=False,
+    )
+    assert spaced.returncode == 1
+    assert "--before needs a value: write --before=VALUE" in spaced.stderr

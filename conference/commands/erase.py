@@ -44,6 +44,11 @@ async def erase(
     :param force:
         Run on a database that looks like production.
     """
+    # targ reads "--room weekly" as the flag --room (True) plus a positional
+    # argument that would replace the identity: refuse before erasing anyone.
+    for name, value in {"identity": identity, "room": room, "since": since, "until": until}.items():
+        if value is True or not isinstance(value, str):
+            raise ValueError(f"--{name} needs a value: write --{name}=VALUE, with an equals sign")
     bars: list[tqdm] = []
 
     def progress(state: ErasureProgress) -> None:

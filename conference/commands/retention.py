@@ -66,6 +66,7 @@ async def retention(
         bar.update(state.done - bar.n)
         bar.set_postfix(step=state.step, refresh=False)
 
+    _require_values(keep=keep, before=before)
     cutoff = _cutoff(keep, before)
     # One connection for the whole run instead of one per statement.
     await db.start_pool(max_size=1, min_size=1)
@@ -91,6 +92,14 @@ async def retention(
             bar.close()
         await db.close_pool()
     _report(result)
+
+
+def _require_values(**options: object) -> None:
+    # targ reads "--before 2026-09-01" as the flag --before (True) and a
+    # positional argument, which lands in the first parameter.
+    for name, value in options.items():
+        if value is True:
+            raise ValueError(f"--{name} needs a value: write --{name}=VALUE, with an equals sign")
 
 
 def _cutoff(keep: str, before: str) -> datetime:
