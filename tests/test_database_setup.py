@@ -1,7 +1,6 @@
 """
-Every code block of DATABASE_SETUP.md, and README's "Using conference from
-Python" example, runs against a real PostgreSQL 18 and does what the text
-says.
+Every code block of DATABASE_SETUP.md, and README's "From Python" example,
+runs against a real PostgreSQL 18 and does what the text says.
 """
 
 from __future__ import annotations
@@ -30,10 +29,13 @@ def _blocks(path: Path, language: str) -> list[str]:
 
 
 def _section(path: Path, heading: str) -> str:
+    """``heading``'s text (``## X`` or ``### X``) up to the next heading at its level or above."""
     text = path.read_text()
-    start = text.index(f"\n## {heading}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else None]
+    start = text.index(f"\n{heading}\n")
+    level = len(heading.split(" ", 1)[0])
+    following = re.compile(rf"^#{{1,{level}}} ", re.MULTILINE)
+    end = following.search(text, start + len(heading) + 2)
+    return text[start : end.start() if end else None]
 
 
 def _run(args: list[str], database_url: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -127,7 +129,7 @@ async def test_the_lock_holder_query_finds_the_process_holding_the_lock(
 
 
 def test_the_readme_example_runs_and_prints_what_it_says(fresh_database_url: str) -> None:
-    section = _section(README, "Using conference from Python")
+    section = _section(README, "### From Python")
     (example,) = [body for lang, body in FENCE.findall(section) if lang == "python"]
 
     ran = _run([sys.executable, "-c", example], fresh_database_url)
