@@ -21,12 +21,12 @@ from conference.commands.run import run
 from conference.commands.seed import seed
 from conference.commands.status import status
 from conference.commands.verify import verify
-from conference.tables import RECORD_TABLES, REPORT_TABLES, TABLES
+from conference.tables import APP_TABLES
 
 APP_CONFIG = AppConfig(
     app_name="conference",
     migrations_folder_path=str(Path(__file__).parent / "piccolo_migrations"),
-    table_classes=[*TABLES, *RECORD_TABLES, *REPORT_TABLES],
+    table_classes=list(APP_TABLES),
     migration_dependencies=[],
     commands=[
         Command(run),

@@ -336,3 +336,6 @@ REPORT_TABLES: list[type[Table]] = [
     ReportEventHour,
     ReportDay,
 ]
+
+#: Every table of the app, in the order piccolo_app registers them.
+APP_TABLES: list[type[Table]] = [*TABLES, *RECORD_TABLES, *REPORT_TABLES]

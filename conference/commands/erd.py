@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conference import erd as diagrams
 from conference.commands.cli import exit_on_error, fail
-from conference.tables import TABLES
+from conference.tables import APP_TABLES, TABLES
 
 
 @exit_on_error(OSError, ValueError)
@@ -20,12 +20,7 @@ def erd(write: bool = False, all_tables: bool = False) -> None:
         Every table of the app (erasure records, report rollups too), not
         only the four conference tables. Not with --write.
     """
-    if all_tables:
-        from conference.piccolo_app import APP_CONFIG
-
-        tables = list(APP_CONFIG.table_classes)
-    else:
-        tables = list(TABLES)
+    tables = list(APP_TABLES if all_tables else TABLES)
     if not write:
         print(diagrams.markdown_block(tables), end="")
         return
