@@ -1,64 +1,30 @@
 """
 piccolo-admin in a real headless Chromium (Debian's ``chromium``, driven by
-Playwright), against uvicorn and a seeded PostgreSQL 18.
-
-Outside CI these tests skip, saying why, when no Chromium is installed;
-under ``CI=true`` a missing browser fails them.
+Playwright; see tests/browser.py), against uvicorn and a seeded PostgreSQL 18.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
 import pytest
-from piccolo.apps.user.tables import BaseUser
 
 from conference.devdata.seed import seed
+from tests.browser import browser_page, chromium_path, ensure_admin_user, log_in
 from tests.support import LiveServer
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # the suite runs as root in CI
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # The machine has no network but loopback: keep Chromium from trying.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 USERNAME, PASSWORD = "browser-admin", "browser-test-password-123"
-
-
-def chromium_path() -> str:
-    found = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
-    if found:
-        return found
-    reason = "no Chromium found (install Debian's chromium or set CHROMIUM_PATH)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI must run the browser tests")
-    pytest.skip(reason)
 
 
 @pytest.fixture
 async def seeded(connection: asyncpg.Connection) -> asyncpg.Connection:
     """The session database with the development seed and an admin user."""
     await seed(force=True)
-    if not await BaseUser.exists().where(BaseUser.username == USERNAME):
-        await BaseUser.create_user(
-            username=USERNAME,
-            password=PASSWORD,
-            email=f"{USERNAME}@example.com",
-            admin=True,
-            superuser=True,
-            active=True,
-        )
+    await ensure_admin_user(USERNAME, PASSWORD, superuser=True)
     return connection
 
 
@@ -68,31 +34,6 @@ def server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     live.wait_until_serving()
     yield live
     live.close()
-
-
-@contextmanager
-def browser_page(executable: str):
-    """A fresh headless Chromium page (sync API: use it from one thread)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(15_000)
-        try:
-            yield page
-        finally:
-            browser.close()
-
-
-def _log_in(page, server: LiveServer) -> None:
-    page.goto(f"{server.base_url}/admin/")
-    page.fill("input[name=username]", USERNAME)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("[data-uitest=login_button]")
-    page.wait_for_selector("#nav")
 
 
 async def test_admin_shows_meetings_their_participants_and_saves_metadata(
@@ -117,7 +58,7 @@ async def test_admin_shows_meetings_their_participants_and_saves_metadata(
             _browse(page)
 
     def _browse(page) -> None:
-        _log_in(page, server)
+        log_in(page, server.base_url, USERNAME, PASSWORD)
         page.goto(f"{server.base_url}/admin/#/meetings")
         for meeting in meetings:
             page.get_by_role("link", name=meeting["room_name"], exact=True).wait_for()

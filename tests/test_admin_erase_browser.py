@@ -16,11 +16,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from piccolo.apps.user.tables import BaseUser
 
 from conference.devdata.seed import seed
+from tests.browser import browser_page, chromium_path, ensure_admin_user, log_in
 from tests.support import LiveServer
-from tests.test_admin_browser import browser_page, chromium_path
 
 SUPERUSER = ("erase-superuser", "erase-test-password-123")
 STAFF = ("erase-staff", "erase-test-password-456")
@@ -32,15 +31,7 @@ async def seeded(connection: asyncpg.Connection) -> asyncpg.Connection:
     """The development seed, a superuser and a staff user who is not one."""
     await seed(force=True)
     for (username, password), superuser in ((SUPERUSER, True), (STAFF, False)):
-        if not await BaseUser.exists().where(BaseUser.username == username):
-            await BaseUser.create_user(
-                username=username,
-                password=password,
-                email=f"{username}@example.com",
-                admin=True,
-                superuser=superuser,
-                active=True,
-            )
+        await ensure_admin_user(username, password, superuser=superuser)
     return connection
 
 
@@ -50,14 +41,6 @@ def server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     live.wait_until_serving()
     yield live
     live.close()
-
-
-def _log_in(page, server: LiveServer, user: tuple[str, str]) -> None:
-    page.goto(f"{server.base_url}/admin/")
-    page.fill("input[name=username]", user[0])
-    page.fill("input[name=password]", user[1])
-    page.click("[data-uitest=login_button]")
-    page.wait_for_selector("#nav")
 
 
 def _submit(page, server: LiveServer, identity: str, confirm: str = "") -> None:
@@ -88,7 +71,7 @@ async def test_a_superuser_previews_then_erases_a_participant_in_the_browser(
 
     def preview() -> None:
         with browser_page(executable) as page:
-            _log_in(page, server, SUPERUSER)
+            log_in(page, server.base_url, *SUPERUSER)
             _submit(page, server, identity)
             page.get_by_text("Preview, nothing changed").wait_for()
 
@@ -99,7 +82,7 @@ async def test_a_superuser_previews_then_erases_a_participant_in_the_browser(
 
     def erase() -> None:
         with browser_page(executable) as page:
-            _log_in(page, server, SUPERUSER)
+            log_in(page, server.base_url, *SUPERUSER)
             _submit(page, server, identity, confirm=identity + "x")  # a typo: refused
             page.get_by_text("does not match").wait_for()
             _submit(page, server, identity, confirm=identity)
@@ -125,7 +108,7 @@ async def test_a_staff_user_who_is_not_a_superuser_cannot_erase(
 
     def attempt() -> None:
         with browser_page(executable) as page:
-            _log_in(page, server, STAFF)
+            log_in(page, server.base_url, *STAFF)
             _submit(page, server, identity, confirm=identity)
             page.get_by_text("only superusers may erase participants").wait_for()
 

@@ -27,8 +27,8 @@ from piccolo_api.session_auth.tables import SessionsBase
 from conference import reports
 from conference.dashboard import CHART_JS_VERSION
 from conference.devdata.seed import seed
+from tests.browser import browser_page, chromium_path, ensure_admin_user, fill_login_form
 from tests.support import LiveServer
-from tests.test_admin_browser import browser_page, chromium_path
 
 USERNAME, PASSWORD = "dashboard-admin", "dashboard-test-password-123"
 
@@ -54,14 +54,7 @@ async def seeded(connection: asyncpg.Connection) -> asyncpg.Connection:
     """The development seed, its rollups, and an admin user."""
     await seed(force=True)
     await reports.refresh()
-    if not await BaseUser.exists().where(BaseUser.username == USERNAME):
-        await BaseUser.create_user(
-            username=USERNAME,
-            password=PASSWORD,
-            email=f"{USERNAME}@example.com",
-            admin=True,
-            active=True,
-        )
+    await ensure_admin_user(USERNAME, PASSWORD, superuser=False)
     return connection
 
 
@@ -150,11 +143,7 @@ async def test_the_charts_show_the_numbers_of_the_report_api(
     def browse() -> dict[str, list[float]]:
         with browser_page(executable) as page:
             page.goto(f"{server.base_url}/reports/")
-            page.wait_for_selector("[data-uitest=login_button]")  # sent to the admin's login
-            page.fill("input[name=username]", USERNAME)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("[data-uitest=login_button]")
-            page.wait_for_selector("#nav")
+            fill_login_form(page, USERNAME, PASSWORD)  # sent to the admin's login
             link = page.get_by_role("link", name="Usage reports")
             assert link.get_attribute("href") == "../reports/"
 
