@@ -38,7 +38,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from tempfile import TemporaryDirectory
 import asyncpg
 import httpx
 
+from benchmarks.cluster import ROOT, generated_database
 from benchmarks.report import (
     load_average,
     machine_description,
@@ -58,7 +58,6 @@ from benchmarks.report import (
     write_section,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / ".local" / "bench-issue14-pgdata"
 BASE = "conference_bench_issue14"
 COPY = "conference_bench_issue14_run"
@@ -66,7 +65,6 @@ UNTIL = datetime(2026, 12, 1, tzinfo=UTC)
 DAYS = 120
 KEEP = timedelta(days=90)
 CUTOFF = UNTIL - KEEP
-PICCOLO = str(Path(sys.executable).parent / "piccolo")
 
 
 @dataclass
@@ -105,39 +103,9 @@ def _env(url: str) -> dict[str, str]:
 
 def prepare(meetings: int) -> str:
     """Start the cluster, migrate the base database and load it if needed."""
-    from conference import embedded
-    from conference.engine import create_database_if_missing, with_database
-
-    server_url = embedded.start(DATA_DIR, "postgres")
-    asyncio.run(create_database_if_missing(server_url, BASE))
-    base_url = with_database(server_url, BASE)
-    subprocess.run(
-        [PICCOLO, "migrations", "forwards", "all"],
-        cwd=ROOT,
-        env=_env(base_url),
-        check=True,
-        capture_output=True,
-    )
-
-    async def loaded() -> int:
-        connection = await asyncpg.connect(base_url)
-        try:
-            return int(await connection.fetchval("SELECT count(*) FROM meetings"))
-        finally:
-            await connection.close()
-
-    if asyncio.run(loaded()) != meetings:
-        print(f"loading {meetings:,} meetings over {DAYS} days ...", file=sys.stderr)
-        subprocess.run(
-            [
-                PICCOLO, "conference", "generate", f"--meetings={meetings}", "--seed=14",
-                f"--days={DAYS}", f"--until={UNTIL.isoformat()}", "--replace", "--force",
-            ],
-            cwd=ROOT,
-            env=_env(base_url),
-            check=True,
-        )  # fmt: skip
-    return server_url
+    return generated_database(
+        DATA_DIR, BASE, meetings=meetings, days=DAYS, seed=14, until=UNTIL
+    ).server_url
 
 
 async def fresh_copy(server_url: str) -> str:

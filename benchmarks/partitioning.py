@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import shlex
 import statistics
 import sys
@@ -54,6 +53,7 @@ from typing import Any
 
 import asyncpg
 
+from benchmarks.cluster import generated_database
 from benchmarks.report import (
     load_average,
     machine_description,
@@ -473,35 +473,9 @@ def prepare_database(data_dir: Path, meetings: int, days: int) -> str:
     A migrated database on an embedded cluster in ``data_dir`` holding
     ``meetings`` generated meetings (loaded now unless already there).
     """
-    from piccolo.utils.sync import run_sync
-
-    from conference import embedded
-    from conference.engine import create_database_if_missing, with_database
-    from conference.settings import get_settings
-
-    server_url = embedded.start(data_dir, "postgres")
-    run_sync(create_database_if_missing(server_url, DATABASE))
-    url = with_database(server_url, DATABASE)
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
-    from tests.support import run_piccolo
-
-    run_piccolo(["migrations", "forwards", "all"], url)
-
-    async def loaded() -> int:
-        connection = await asyncpg.connect(url)
-        try:
-            return int(await connection.fetchval("SELECT count(*) FROM meetings"))
-        finally:
-            await connection.close()
-
-    if run_sync(loaded()) == 0:
-        from conference.devdata.generate import generate
-
-        print(f"loading {meetings:,} meetings over {days} days ...", file=sys.stderr)
-        result = run_sync(generate(meetings, seed=8, days=days, until=DEFAULT_UNTIL))
-        print(f"loaded in {result.seconds:.0f} s: {result.counts}", file=sys.stderr)
-    return url
+    return generated_database(
+        data_dir, DATABASE, meetings=meetings, days=days, seed=8, until=DEFAULT_UNTIL
+    ).url
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ from typing import Any
 
 import asyncpg
 
+from benchmarks.cluster import generated_database
 from benchmarks.report import (
     ROOT,
     load_average,
@@ -299,33 +300,9 @@ async def run(
 
 def prepare_database(data_dir: Path, meetings: int, days: int) -> str:
     """A migrated database in ``data_dir``'s cluster holding ``meetings`` generated meetings."""
-    from piccolo.utils.sync import run_sync
-
-    from conference import embedded
-    from conference.engine import create_database_if_missing, with_database
-
-    server_url = embedded.start(data_dir, "postgres")
-    run_sync(create_database_if_missing(server_url, DATABASE))
-    url = with_database(server_url, DATABASE)
-    _use(url)
-    from tests.support import run_piccolo
-
-    run_piccolo(["migrations", "forwards", "all"], url)
-
-    async def loaded() -> int:
-        connection = await asyncpg.connect(url)
-        try:
-            return int(await connection.fetchval("SELECT count(*) FROM meetings"))
-        finally:
-            await connection.close()
-
-    if run_sync(loaded()) == 0:
-        from conference.devdata.generate import generate
-
-        print(f"loading {meetings:,} meetings over {days} days ...", file=sys.stderr)
-        result = run_sync(generate(meetings, seed=17, days=days, until=UNTIL))
-        print(f"loaded in {result.seconds:.0f} s: {result.counts}", file=sys.stderr)
-    return url
+    return generated_database(
+        data_dir, DATABASE, meetings=meetings, days=days, seed=17, until=UNTIL
+    ).url
 
 
 def _use(url: str) -> None:

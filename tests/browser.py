@@ -1,6 +1,6 @@
 """
 What the browser tests share: finding Debian's ``chromium``, a headless page
-driven by Playwright, admin users and logging in.
+driven by Playwright, and logging in to the admin.
 
 Outside CI a test that needs Chromium skips, saying why, when none is
 installed; under ``CI=true`` a missing browser fails it.
@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from piccolo.apps.user.tables import BaseUser
 
 CHROMIUM_ARGS = [
     "--no-sandbox",  # the suite runs as root in CI
@@ -57,19 +56,6 @@ def browser_page(executable: str) -> Iterator[Any]:
             yield page
         finally:
             browser.close()
-
-
-async def ensure_admin_user(username: str, password: str, superuser: bool) -> None:
-    """A staff user who may log in to the admin (created once per database)."""
-    if not await BaseUser.exists().where(BaseUser.username == username):
-        await BaseUser.create_user(
-            username=username,
-            password=password,
-            email=f"{username}@example.com",
-            admin=True,
-            superuser=superuser,
-            active=True,
-        )
 
 
 def fill_login_form(page: Any, username: str, password: str) -> None:

@@ -55,6 +55,18 @@ def database_url() -> str:
 
 
 @pytest.fixture
+def production_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``CONFERENCE_ENV=production`` for this process and its subprocesses."""
+    monkeypatch.setenv("CONFERENCE_ENV", "production")
+    from conference.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("CONFERENCE_ENV")
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 async def fresh_database_url(server_url: str) -> AsyncIterator[str]:
     """An empty database of its own, dropped after the test."""
     url = await support.create_database(server_url)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import asyncpg
+from piccolo.apps.user.tables import BaseUser
 
 from conference import embedded
 from conference.engine import create_database_if_missing, with_database
@@ -241,3 +242,16 @@ class LiveServer:
             self.process.wait()
         self._log.close()
         self.log_path.unlink(missing_ok=True)
+
+
+async def ensure_admin_user(username: str, password: str, superuser: bool) -> None:
+    """A staff user who may log in to the admin (created once per database)."""
+    if not await BaseUser.exists().where(BaseUser.username == username):
+        await BaseUser.create_user(
+            username=username,
+            password=password,
+            email=f"{username}@example.com",
+            admin=True,
+            superuser=superuser,
+            active=True,
+        )

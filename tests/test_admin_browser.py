@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 
 from conference.devdata.seed import seed
-from tests.browser import browser_page, chromium_path, ensure_admin_user, log_in
-from tests.support import LiveServer
+from tests.browser import browser_page, chromium_path, log_in
+from tests.support import LiveServer, ensure_admin_user
 
 USERNAME, PASSWORD = "browser-admin", "browser-test-password-123"
 

@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 
 from conference.devdata.seed import seed
-from tests.browser import browser_page, chromium_path, ensure_admin_user, log_in
-from tests.support import LiveServer
+from tests.browser import browser_page, chromium_path, log_in
+from tests.support import LiveServer, ensure_admin_user
 
 SUPERUSER = ("erase-superuser", "erase-test-password-123")
 STAFF = ("erase-staff", "erase-test-password-456")

@@ -15,13 +15,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from piccolo.apps.user.tables import BaseUser
 
 from conference.admin import check_production_settings, development_credentials
 from conference.devdata.target import table_names
 from conference.errors import ConfigurationError
 from conference.settings import Settings
-from tests.support import ROOT, LiveServer
+from tests.support import ROOT, LiveServer, ensure_admin_user
 
 ADMIN_API_REQUESTS = [
     ("GET", "/admin/api/tables/"),
@@ -48,15 +47,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
 @pytest.fixture
 async def admin_user() -> tuple[str, str]:
     username, password = "test-admin", "a-long-test-password-1234"
-    if not await BaseUser.exists().where(BaseUser.username == username):
-        await BaseUser.create_user(
-            username=username,
-            password=password,
-            email=f"{username}@example.com",
-            admin=True,
-            superuser=True,
-            active=True,
-        )
+    await ensure_admin_user(username, password, superuser=True)
     return username, password
 
 

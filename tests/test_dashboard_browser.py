@@ -27,8 +27,8 @@ from piccolo_api.session_auth.tables import SessionsBase
 from conference import reports
 from conference.dashboard import CHART_JS_VERSION
 from conference.devdata.seed import seed
-from tests.browser import browser_page, chromium_path, ensure_admin_user, fill_login_form
-from tests.support import LiveServer
+from tests.browser import browser_page, chromium_path, fill_login_form
+from tests.support import LiveServer, ensure_admin_user
 
 USERNAME, PASSWORD = "dashboard-admin", "dashboard-test-password-123"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,6 @@ from conference import db
 from conference.devdata.generate import generate
 from conference.errors import ProductionDatabaseError
 from conference.lifecycle.erasure import REDACTED, erase_participant, scrub
-from conference.settings import get_settings
 from tests.support import run_piccolo
 
 UNTIL = datetime(2026, 11, 1, tzinfo=UTC)
@@ -34,15 +33,6 @@ async def generated(connection: asyncpg.Connection) -> AsyncIterator[asyncpg.Con
     await db.start_pool()
     yield connection
     await db.close_pool()
-
-
-@pytest.fixture
-def production_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CONFERENCE_ENV", "production")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("CONFERENCE_ENV")
-    get_settings.cache_clear()
 
 
 async def _busiest_identity(connection: asyncpg.Connection) -> str:

@@ -7,7 +7,6 @@ production unless told to.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +20,6 @@ from conference.devdata.synthetic import SyntheticData
 from conference.devdata.target import truncate_sql
 from conference.engine import ConferenceEngine
 from conference.errors import DatabaseNotEmpty, ProductionDatabaseError
-from conference.settings import get_settings
 from conference.tables import TABLES, RecordingStatus
 from tests import support
 from tests.consistency import broken_rules, latest_time, table_dump
@@ -31,16 +29,6 @@ UNTIL = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 # Small, but with all kinds of rows: a day and a half of 80 meetings leaves
 # some running at UNTIL (checked below, and stable: the seed is fixed).
 SMALL = {"meetings": 80, "seed": 7, "days": 2, "until": UNTIL}
-
-
-@pytest.fixture
-def production_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """``CONFERENCE_ENV=production`` for this process."""
-    monkeypatch.setenv("CONFERENCE_ENV", "production")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("CONFERENCE_ENV")
-    get_settings.cache_clear()
 
 
 async def test_the_same_seed_generates_identical_rows_whatever_the_batch_size(

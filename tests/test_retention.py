@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -25,7 +25,6 @@ from conference.lifecycle.retention import (
     plan_retention,
     run_retention,
 )
-from conference.settings import get_settings
 from tests.support import run_piccolo
 
 UNTIL = datetime(2026, 11, 1, tzinfo=UTC)
@@ -39,15 +38,6 @@ async def generated(connection: asyncpg.Connection) -> AsyncIterator[asyncpg.Con
     await db.start_pool()
     yield connection
     await db.close_pool()
-
-
-@pytest.fixture
-def production_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CONFERENCE_ENV", "production")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("CONFERENCE_ENV")
-    get_settings.cache_clear()
 
 
 async def _ids(connection: asyncpg.Connection, sql: str, *args: object) -> set[uuid.UUID]:

@@ -6,7 +6,6 @@ refuses a database that looks like production.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -24,22 +23,11 @@ from conference.devdata.seed import (
 from conference.devdata.target import ensure_not_production
 from conference.engine import ConferenceEngine, database_name
 from conference.errors import CheckViolation, ProductionDatabaseError
-from conference.settings import get_settings
 from conference.tables import TABLES, AnalyticsEvent
 from tests import support
 from tests.consistency import broken_rules, latest_time, table_dump
 
 EXPECTED_COUNTS = {"meetings": 3, "participants": 8, "recordings": 1, "analytics": 19}
-
-
-@pytest.fixture
-def production_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """``CONFERENCE_ENV=production`` for this process and its subprocesses."""
-    monkeypatch.setenv("CONFERENCE_ENV", "production")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("CONFERENCE_ENV")
-    get_settings.cache_clear()
 
 
 async def test_seed_inserts_three_meetings_eight_participants_one_recording(

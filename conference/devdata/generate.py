@@ -36,6 +36,7 @@ from conference.devdata.target import (
     truncate_sql,
 )
 from conference.errors import DatabaseNotEmpty
+from conference.text import rows_per_table
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +82,7 @@ class GenerateResult:
 
     def table(self) -> str:
         """Rows per table as a small text table, for a terminal."""
-        width = max(len(name) for name in self.counts)
-        digits = max(len(f"{rows:,}") for rows in self.counts.values())
-        lines = [f"{'table':<{width}}  {'rows':>{digits}}"]
-        lines += [f"{name:<{width}}  {rows:>{digits},}" for name, rows in self.counts.items()]
-        return "\n".join(lines)
+        return rows_per_table(self.counts)
 
 
 def default_until() -> datetime:

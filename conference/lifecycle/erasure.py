@@ -46,6 +46,7 @@ from typing import Any
 from conference import db
 from conference.db import Database
 from conference.devdata.target import current_database, ensure_not_production
+from conference.text import rows_per_table
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +120,7 @@ class ErasureResult:
 
     def table(self) -> str:
         """Rows per table as a small text table, for a terminal."""
-        width = max(len(name) for name in self.counts)
-        digits = max(len(f"{rows:,}") for rows in self.counts.values())
-        lines = [f"{'table':<{width}}  {'rows':>{digits}}"]
-        lines += [f"{name:<{width}}  {rows:>{digits},}" for name, rows in self.counts.items()]
-        return "\n".join(lines)
+        return rows_per_table(self.counts)
 
 
 # --- Scrubbing one body ---------------------------------------------------------
