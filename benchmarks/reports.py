@@ -353,8 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     section = results.markdown()
     print(section)
     if not args.no_write:
-        write_section("reports", section)
+        write_section(section_name(results.counts.get("analytics", 0)), section)
     return 0 if all(results.exact) else 1
+
+
+def section_name(events: int) -> str:
+    """The section of ``docs/benchmarks.md`` for a scale: ``reports-1M``, ``reports-10M``."""
+    return f"reports-{max(1, round(events / 1_000_000))}M"
 
 
 if __name__ == "__main__":
