@@ -58,9 +58,10 @@ lint: $(INSTALLED)
 
 stop: $(INSTALLED)
 	$(BIN)/python -m conference.embedded stop
-	$(BIN)/python -m conference.embedded stop --data-dir .local/test-pgdata
-	$(BIN)/python -m conference.embedded stop --data-dir .local/bench-pgdata
-	$(BIN)/python -m conference.embedded stop --data-dir .local/bench-issue11-pgdata
+	@# Every other cluster under .local: the tests' and each benchmark's own.
+	@for dir in .local/*pgdata; do \
+		[ "$$dir" = .local/pgdata ] || [ ! -d "$$dir" ] || $(BIN)/python -m conference.embedded stop --data-dir "$$dir"; \
+	done
 
 clean: stop
 	@read -p "Delete $(VENV) and .local (all embedded databases)? [y/N] " answer; \
