@@ -67,6 +67,15 @@ def production_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[support.LiveServer]:
+    """The app under a real uvicorn on the session database, stopped after the test."""
+    live = support.LiveServer(database_url, state_dir=tmp_path)
+    live.wait_until_serving()
+    yield live
+    live.close()
+
+
+@pytest.fixture
 async def fresh_database_url(server_url: str) -> AsyncIterator[str]:
     """An empty database of its own, dropped after the test."""
     url = await support.create_database(server_url)

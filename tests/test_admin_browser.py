@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -26,14 +24,6 @@ async def seeded(connection: asyncpg.Connection) -> asyncpg.Connection:
     await seed(force=True)
     await ensure_admin_user(USERNAME, PASSWORD, superuser=True)
     return connection
-
-
-@pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    live = LiveServer(database_url, state_dir=tmp_path)
-    live.wait_until_serving()
-    yield live
-    live.close()
 
 
 async def test_admin_shows_meetings_their_participants_and_saves_metadata(

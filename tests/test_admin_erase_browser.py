@@ -11,8 +11,6 @@ under ``CI=true`` a missing browser fails them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -33,14 +31,6 @@ async def seeded(connection: asyncpg.Connection) -> asyncpg.Connection:
     for (username, password), superuser in ((SUPERUSER, True), (STAFF, False)):
         await ensure_admin_user(username, password, superuser=superuser)
     return connection
-
-
-@pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    live = LiveServer(database_url, state_dir=tmp_path)
-    live.wait_until_serving()
-    yield live
-    live.close()
 
 
 def _submit(page, server: LiveServer, identity: str, confirm: str = "") -> None:

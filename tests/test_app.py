@@ -9,7 +9,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -34,14 +33,6 @@ ADMIN_API_REQUESTS = [
     ("POST", "/admin/api/tables/meetings/"),
     ("DELETE", "/admin/api/tables/meetings/00000000-0000-0000-0000-000000000000/"),
 ]
-
-
-@pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    live = LiveServer(database_url, state_dir=tmp_path)
-    live.wait_until_serving()
-    yield live
-    live.close()
 
 
 @pytest.fixture

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from conference.commands.cli import exit_on_error
+from conference.commands.cli import exit_on_error, parse_moment
 from conference.errors import ConfigurationError
 
 
@@ -69,3 +70,16 @@ def test_the_command_keeps_what_targ_reads_signature_docstring_and_kind() -> Non
     assert inspect.getfullargspec(_async_command).args == ["name", "count", "force"]
     assert inspect.signature(_async_command).parameters["count"].default == 1
     assert ":param name:" in (_async_command.__doc__ or "")
+
+
+def test_a_moment_without_a_zone_is_utc_and_one_with_a_zone_keeps_it() -> None:
+    assert parse_moment("--until", "") is None
+    assert parse_moment("--until", "2026-09-01T12:00") == datetime(2026, 9, 1, 12, tzinfo=UTC)
+    assert parse_moment("--since", "2026-09-01T12:00+02:00") == datetime(
+        2026, 9, 1, 12, tzinfo=timezone(timedelta(hours=2))
+    )
+
+
+def test_a_moment_that_is_not_iso_8601_names_its_option() -> None:
+    with pytest.raises(ValueError, match=r"^--before must be an ISO 8601 time .* got 'yesterday'$"):
+        parse_moment("--before", "yesterday")

@@ -18,6 +18,7 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, NoReturn, ParamSpec, TypeVar, cast, overload
 
 from conference.errors import ConferenceError
@@ -33,6 +34,22 @@ def fail(error: BaseException | str) -> NoReturn:
     """Print ``error`` as a command's one-line error and exit with status 1."""
     print(f"{ERROR_PREFIX}{error}", file=sys.stderr)
     sys.exit(1)
+
+
+def parse_moment(option: str, value: str) -> datetime | None:
+    """
+    The time an option names in ISO 8601 (UTC when it names no zone), or
+    None when it is empty; a ValueError that names the option otherwise.
+    """
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{option} must be an ISO 8601 time such as 2026-09-01T00:00:00+00:00, got {value!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # Exception classes are callables too: the overload for them comes first,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import getpass
 import sys
-from datetime import UTC, datetime
 
 from tqdm import tqdm
 
 from conference import db
-from conference.commands.cli import exit_on_error
+from conference.commands.cli import exit_on_error, parse_moment
 from conference.lifecycle.erasure import ErasureProgress, ErasureResult, erase_participant
 
 
@@ -63,8 +62,8 @@ async def erase(
             identity,
             erased_by=f"{getpass.getuser()} (piccolo conference erase)",
             room=room or None,
-            since=_moment("--since", since),
-            until=_moment("--until", until),
+            since=parse_moment("--since", since),
+            until=parse_moment("--until", until),
             dry_run=dry_run,
             force=force,
             progress=progress,
@@ -74,18 +73,6 @@ async def erase(
             bar.close()
         await db.close_pool()
     _report(identity, result)
-
-
-def _moment(option: str, value: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"{option} must be an ISO 8601 time such as 2026-11-01T00:00:00+00:00, got {value!r}"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _report(identity: str, result: ErasureResult) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
 from tqdm import tqdm
 
-from conference.commands.cli import exit_on_error
+from conference.commands.cli import exit_on_error, parse_moment
 from conference.devdata.generate import DEFAULT_BATCH_SIZE, GenerateProgress
 from conference.devdata.generate import generate as generate_data
 
@@ -45,7 +44,7 @@ async def generate(
     :param force:
         Load even into a database that looks like production.
     """
-    moment = _parse_until(until)
+    moment = parse_moment("--until", until)
     # Shown from the first committed batch on, so that a refusal is not
     # preceded by an empty bar.
     bars: list[tqdm] = []
@@ -81,15 +80,3 @@ async def generate(
         f"{result.seconds:.1f} s: {result.rows / result.seconds:,.0f} rows/s, "
         f"{analytics / result.seconds:,.0f} analytics rows/s"
     )
-
-
-def _parse_until(value: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"--until must be an ISO 8601 time such as 2026-01-31T12:00:00+00:00, got {value!r}"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

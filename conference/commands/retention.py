@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from tqdm import tqdm
 
 from conference import db
-from conference.commands.cli import exit_on_error
+from conference.commands.cli import exit_on_error, parse_moment
 from conference.lifecycle.retention import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PAUSE,
@@ -105,15 +105,9 @@ def _require_values(**options: object) -> None:
 def _cutoff(keep: str, before: str) -> datetime:
     if keep and before:
         raise ValueError("give --keep or --before, not both")
-    if before:
-        try:
-            moment = datetime.fromisoformat(before)
-        except ValueError:
-            raise ValueError(
-                f"--before must be an ISO 8601 time such as 2026-09-01T00:00:00+00:00, "
-                f"got {before!r}"
-            ) from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = parse_moment("--before", before)
+    if moment is not None:
+        return moment
     return cutoff_for(parse_period(keep or get_settings().retention_keep))
 
 
