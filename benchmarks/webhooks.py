@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import math
 import shlex
 import statistics
@@ -217,13 +218,21 @@ class BenchmarkResult:
         lines += [f"- {name}: {micros:.1f} µs" for name, micros in self.parse_us.items()]
         lines += [
             "",
-            "Both servers run with `LOG_LEVEL=WARNING` (no line per request) and the "
-            "default pool; the second only sets `LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS=1`. A 503 "
+            f"Both servers run uvicorn's defaults ({_uvicorn_stack()}), "
+            "`LOG_LEVEL=WARNING` (no line per request) and the default pool; the second "
+            "only sets `LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS=1`. A 503 "
             "is the pool's backpressure (`DATABASE_POOL_ACQUIRE_TIMEOUT`), which LiveKit "
             "retries. The client, uvicorn and PostgreSQL share the machine's cores, and so "
             "do other jobs: compare the rows of this section with each other.",
         ]
         return "\n".join(lines)
+
+
+def _uvicorn_stack() -> str:
+    # uvicorn's "auto" picks uvloop and httptools when they are installed
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"event loop {loop}, HTTP parser {http}"
 
 
 # --- A minimal HTTP/1.1 client ---------------------------------------------

@@ -26,7 +26,8 @@ worker writes its values there and ``/metrics``, answered by whichever
 worker gets the scrape, adds them all up. The variable must be in the
 environment of the server process (not only in ``.env``): prometheus-client
 reads it when it is imported. Pool gauges are sampled every
-:data:`POOL_SAMPLE_SECONDS` and after each request, and a worker's are
+:data:`POOL_SAMPLE_SECONDS` and when ``/metrics`` is answered (not per
+request: it showed in the webhook profile), and a worker's are
 dropped when it shuts down. The database facts (pending migrations,
 replica lag) are the same for every worker and are read at scrape time.
 
@@ -433,7 +434,6 @@ class MetricsMiddleware:
                 WEBHOOK_DURATION.observe(elapsed)
                 if facts.signature_failure is not None:
                     SIGNATURE_FAILURES.labels(facts.signature_failure).inc()
-            sample_pool()
 
     def _lifespan_send(self, send: Send) -> Send:
         async def send_and_track(message: Message) -> None:

@@ -1,15 +1,19 @@
 """
 ``piccolo conference run`` (``make run``): it migrates only when
-AUTO_MIGRATE says so, like the app's own lifespan.
+AUTO_MIGRATE says so, like the app's own lifespan, and uvicorn serves on
+uvloop and httptools.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
+import uvicorn
 
 from tests.support import LiveServer
 
@@ -59,3 +63,21 @@ def test_run_migrates_when_auto_migrate_is_set_even_in_production(
 
     assert "Migrations: applied " in output
     assert ready.status_code == 200, ready.text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not exist on Windows")
+def test_uvicorn_auto_picks_uvloop_and_httptools() -> None:
+    # Both are dependencies of conference for speed (docs/scaling.md): this
+    # breaks if one goes missing or uvicorn's "auto" stops choosing it.
+    import uvloop
+
+    config = uvicorn.Config("conference.app:create_app", factory=True)  # loop/http "auto"
+    config.load()
+    assert config.http_protocol_class.__name__ == "HttpToolsProtocol"
+    loop_factory = config.get_loop_factory()
+    assert loop_factory is not None
+    loop = loop_factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()

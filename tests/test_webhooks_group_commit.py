@@ -10,6 +10,7 @@ webhooks posted together are written in one transaction.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -206,28 +207,35 @@ def test_with_the_only_connection_held_the_next_webhook_gets_503_within_the_boun
 
 
 async def _deliver_until(
-    base_url: str, sessions: list[list[Recorded]], stop: asyncio.Event
+    base_url: str, connections: int, stop: asyncio.Event, sent: dict[str, Recorded]
 ) -> list[tuple[str, int]]:
-    """Post the sessions' events on one connection each, in order, until ``stop``."""
+    """
+    Post fresh room sessions' events on ``connections`` connections, each
+    session in order, until ``stop``: the load lasts as long as the test
+    needs however fast the server answers. Every event posted goes into
+    ``sent``.
+    """
     answers: list[tuple[str, int]] = []
 
-    async def deliver(session: list[Recorded]) -> None:
+    async def deliver(connection: int) -> None:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
-            for event in session:
-                if stop.is_set():
-                    return
-                try:
-                    response = await http.post(
-                        "/webhooks/livekit",
-                        content=event.body,
-                        headers={"Authorization": sign(event.body, API_KEY, API_SECRET)},
-                    )
-                except httpx.TransportError:
-                    answers.append((event.event_id, 0))
-                    continue
-                answers.append((event.event_id, response.status_code))
+            for round_ in itertools.count():
+                for event in product_sync(tag=f"o{connection}x{round_}"):
+                    if stop.is_set():
+                        return
+                    sent[event.event_id] = event
+                    try:
+                        response = await http.post(
+                            "/webhooks/livekit",
+                            content=event.body,
+                            headers={"Authorization": sign(event.body, API_KEY, API_SECRET)},
+                        )
+                    except httpx.TransportError:
+                        answers.append((event.event_id, 0))
+                        continue
+                    answers.append((event.event_id, response.status_code))
 
-    await asyncio.gather(*(deliver(session) for session in sessions))
+    await asyncio.gather(*(deliver(connection) for connection in range(connections)))
     return answers
 
 
@@ -238,16 +246,17 @@ def test_a_database_restart_under_concurrent_webhooks_gives_no_500_and_loses_no_
     live = LiveServer(stoppable_database_url, env=env, state_dir=tmp_path)
     try:
         live.wait_until_serving(timeout=120)
-        sessions = [product_sync(tag=f"o{n}x") for n in range(12)]
-        events = {event.event_id: event for session in sessions for event in session}
+        events: dict[str, Recorded] = {}
 
         async def under_load() -> list[tuple[str, int]]:
             stop = asyncio.Event()
-            load = asyncio.ensure_future(_deliver_until(live.base_url, sessions, stop))
+            load = asyncio.ensure_future(_deliver_until(live.base_url, 12, stop, events))
             await asyncio.sleep(1.0)
             await asyncio.to_thread(stoppable_server.stop)
             await asyncio.sleep(2.0)
             await asyncio.to_thread(stoppable_server.start)
+            await asyncio.sleep(1.0)  # webhooks keep coming after the restart
+            stop.set()
             return await load
 
         answers = asyncio.run(under_load())
