@@ -10,6 +10,7 @@ embedded cluster under ``.local/test-pgdata``.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -199,8 +200,14 @@ class LiveServer:
                 command.append("--factory")
         command.extend(args)  # more options for `run` or uvicorn (--workers=2 …)
         self._log = self.log_path.open("w+")
+        # Its own process group, so that close() also ends uvicorn's --workers.
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
+            command,
+            cwd=ROOT,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def wait_until_serving(self, timeout: float = 60.0) -> None:
@@ -237,9 +244,12 @@ class LiveServer:
             raise
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        # The whole group: killing only the parent orphaned --workers' children.
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
         self._log.close()
         self.log_path.unlink(missing_ok=True)
 
