@@ -7,18 +7,21 @@ on the same server, in the same run; writes its section of
     python -m benchmarks.webhooks --requests 300 --rounds 2 --no-write   # a quick look
     python -m benchmarks.webhooks --workers 2        # uvicorn --workers 2
 
-It starts two servers (``uvicorn --factory benchmarks.app:create_app``, 127.0.0.1) on
+It starts three servers (``uvicorn --factory benchmarks.app:create_app``, 127.0.0.1) on
 a throwaway database of the test PostgreSQL server (``TEST_DATABASE_URL``
 or the embedded ``.local/test-pgdata``; ``--database-url`` for another
 empty database): one with the default settings, one with group commit off
-(``LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS=1``). Then it posts the same realistic
+(``LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS=1``), one on uvicorn's pure-Python
+event loop and HTTP parser (``--loop=asyncio --http=h11``) instead of
+uvloop and httptools. Then it posts the same realistic
 signed sessions (``tests/webhook_sessions.py``) to these routes, in turn,
 ``--rounds`` times:
 
 - ``bare``: reads the body and answers 200 (the HTTP floor);
 - ``verify``: signature, parse and mapping, no database;
 - ``webhook``: ``POST /webhooks/livekit``, the real thing (group commit);
-- ``webhook, one by one``: the same with a transaction per webhook.
+- ``webhook, one by one``: the same with a transaction per webhook;
+- ``webhook, asyncio + h11``: the same as ``webhook`` on the third server.
 
 Rounds alternate the routes so that other work on the machine hits them
 alike; the ratio to ``bare`` is taken per round (the same minute) and the
@@ -66,6 +69,8 @@ HOST = "127.0.0.1"
 #: The section of docs/benchmarks.md this script owns.
 SECTION = "webhooks"
 
+PLAIN_WEBHOOK = "webhook, asyncio + h11"
+
 #: The routes measured, in order: name, server, path, what.
 ENDPOINTS = (
     ("bare", "main", "/bench/bare", "read the body, answer 200"),
@@ -77,12 +82,20 @@ ENDPOINTS = (
         "/webhooks/livekit",
         "the same, a transaction per webhook",
     ),
+    (
+        PLAIN_WEBHOOK,
+        "plain",
+        "/webhooks/livekit",
+        "webhook on uvicorn's pure-Python event loop and HTTP parser",
+    ),
 )
 
-#: The servers: extra environment of each.
-SERVERS = {
-    "main": {},
-    "single": {"LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS": "1"},
+#: The servers: extra environment and uvicorn options of each. ``plain``
+#: shows what uvloop and httptools (picked by uvicorn's "auto") bring.
+SERVERS: dict[str, tuple[dict[str, str], list[str]]] = {
+    "main": ({}, []),
+    "single": ({"LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS": "1"}, []),
+    "plain": ({}, ["--loop=asyncio", "--http=h11"]),
 }
 
 
@@ -143,15 +156,20 @@ class BenchmarkResult:
         """The measurement of one route."""
         return next(m for m in self.measurements if m.name == name)
 
-    def ratio_of(self, name: str) -> float:
-        """Median over the rounds of the route's req/s over bare's in the same round."""
-        bare, other = self.by_name("bare"), self.by_name(name)
+    def ratio_of(self, name: str, to: str = "bare") -> float:
+        """Median over the rounds of the route's req/s over ``to``'s in the same round."""
+        anchor, other = self.by_name(to), self.by_name(name)
         ratios = [
-            other.round_rate(n) / bare.round_rate(n)
-            for n in range(len(bare.seconds))
-            if bare.round_rate(n)
+            other.round_rate(n) / anchor.round_rate(n)
+            for n in range(len(anchor.seconds))
+            if anchor.round_rate(n)
         ]
         return statistics.median(ratios) if ratios else 0.0
+
+    @property
+    def fast_stack_gain(self) -> float:
+        """Webhook req/s on uvicorn's defaults over the same on asyncio + h11 (paired)."""
+        return self.ratio_of("webhook", to=PLAIN_WEBHOOK)
 
     @property
     def ratio(self) -> float:
@@ -182,7 +200,8 @@ class BenchmarkResult:
             lines.append(f"{name:<20} {requests:>8} {rate:>8} {p50:>7} {p99:>7} {ratio:>7}  {what}")
         lines.append(
             f"{self.workers} uvicorn worker(s), {self.concurrency} connections, "
-            f"{self.rounds} rounds; webhook / bare = {self.ratio:.2f}"
+            f"{self.rounds} rounds; webhook / bare = {self.ratio:.2f}; "
+            f"webhook / webhook on asyncio + h11 = {self.fast_stack_gain:.2f}"
         )
         for name, micros in self.parse_us.items():
             lines.append(f"{name}: {micros:.1f} µs per event")
@@ -212,15 +231,19 @@ class BenchmarkResult:
             f"**webhook / bare = {self.ratio:.2f}** (the median of the per-round ratios; "
             "each 200 is sent after its transaction committed, `synchronous_commit` on).",
             "",
+            f"**webhook / webhook on asyncio + h11 = {self.fast_stack_gain:.2f}**: what "
+            f"uvicorn's defaults ({_uvicorn_stack()}) bring over its pure-Python event "
+            "loop and HTTP parser, paired in the same way.",
+            "",
             "Reading a verified body, in this process (µs per event, the session's 22 events):",
             "",
         ]
         lines += [f"- {name}: {micros:.1f} µs" for name, micros in self.parse_us.items()]
         lines += [
             "",
-            f"Both servers run uvicorn's defaults ({_uvicorn_stack()}), "
-            "`LOG_LEVEL=WARNING` (no line per request) and the default pool; the second "
-            "only sets `LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS=1`. A 503 "
+            "The servers run with `LOG_LEVEL=WARNING` (no line per request) and the "
+            "default pool; the second only sets `LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS=1`, the "
+            "third only `--loop=asyncio --http=h11`. A 503 "
             "is the pool's backpressure (`DATABASE_POOL_ACQUIRE_TIMEOUT`), which LiveKit "
             "retries. The client, uvicorn and PostgreSQL share the machine's cores, and so "
             "do other jobs: compare the rows of this section with each other.",
@@ -418,7 +441,7 @@ def run_benchmark(
         with TemporaryDirectory() as state_dir:
             servers = {}
             try:
-                for name, extra in SERVERS.items():
+                for name, (extra, options) in SERVERS.items():
                     env = {
                         **WEBHOOK_ENV,
                         **extra,
@@ -430,7 +453,7 @@ def run_benchmark(
                         env=env,
                         app="benchmarks.app:create_app",
                         state_dir=Path(state_dir) / name,
-                        args=[f"--workers={workers}"] if workers > 1 else [],
+                        args=[*options, *([f"--workers={workers}"] if workers > 1 else [])],
                     )
                     servers[name].wait_until_serving(timeout=120)
                 ports = {name: server.port for name, server in servers.items()}

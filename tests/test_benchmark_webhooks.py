@@ -19,6 +19,7 @@ def test_a_tiny_run_measures_every_route_without_errors_and_writes_its_own_secti
     section = text.split("<!-- begin webhooks -->", 1)[1].split("<!-- end webhooks -->", 1)[0]
     assert "python -m benchmarks.webhooks --requests 22" in section
     assert "Load average" in section and "webhook / bare = " in section
+    assert "webhook / webhook on asyncio + h11 = " in section
     for name, *_ in ENDPOINTS:
         assert f"| {name} | 44 |" in section
     assert "msgspec decode_event alone" in section
