@@ -21,7 +21,7 @@ import asyncpg
 from piccolo.apps.user.tables import BaseUser
 
 from conference import embedded
-from conference.engine import create_database_if_missing, with_database
+from conference.engine import create_database_if_missing, database_name, with_database
 from conference.piccolo_app import APP_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,11 @@ async def create_database(server_url: str, prefix: str = "conference_test") -> s
 
 async def drop_database(server_url: str, database_url: str) -> None:
     """Drop a test database, disconnecting whoever still uses it."""
-    name = database_url.rsplit("/", 1)[1].split("?", 1)[0]
+    # Parsed, not split on "/": the embedded server's URL names its socket
+    # directory in the query (?host=/…/test-pgdata).
+    name = database_name(database_url)
+    if not name or name == database_name(server_url):
+        raise ValueError(f"{database_url!r} names no throwaway database to drop")
     connection = await asyncpg.connect(server_url)
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
