@@ -7,13 +7,14 @@ on the same server, in the same run; writes its section of
     python -m benchmarks.webhooks --requests 300 --rounds 2 --no-write   # a quick look
     python -m benchmarks.webhooks --workers 2        # uvicorn --workers 2
 
-It starts three servers (``uvicorn --factory benchmarks.app:create_app``, 127.0.0.1) on
+It starts four servers (``uvicorn --factory benchmarks.app:create_app``, 127.0.0.1) on
 a throwaway database of the test PostgreSQL server (``TEST_DATABASE_URL``
 or the embedded ``.local/test-pgdata``; ``--database-url`` for another
 empty database): one with the default settings, one with group commit off
 (``LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS=1``), one on uvicorn's pure-Python
 event loop and HTTP parser (``--loop=asyncio --http=h11``) instead of
-uvloop and httptools. Then it posts the same realistic
+uvloop and httptools, one whose group-commit writers wait 2 ms for more
+events (``LIVEKIT_WEBHOOK_BATCH_MAX_WAIT=0.002``). Then it posts the same realistic
 signed sessions (``tests/webhook_sessions.py``) to these routes, in turn,
 ``--rounds`` times:
 
@@ -21,7 +22,8 @@ signed sessions (``tests/webhook_sessions.py``) to these routes, in turn,
 - ``verify``: signature, parse and mapping, no database;
 - ``webhook``: ``POST /webhooks/livekit``, the real thing (group commit);
 - ``webhook, one by one``: the same with a transaction per webhook;
-- ``webhook, asyncio + h11``: the same as ``webhook`` on the third server.
+- ``webhook, asyncio + h11``: the same as ``webhook`` on the third server;
+- ``webhook, 2 ms batch wait``: the same on the fourth.
 
 Rounds alternate the routes so that other work on the machine hits them
 alike; the ratio to ``bare`` is taken per round (the same minute) and the
@@ -70,6 +72,7 @@ HOST = "127.0.0.1"
 SECTION = "webhooks"
 
 PLAIN_WEBHOOK = "webhook, asyncio + h11"
+WAITING_WEBHOOK = "webhook, 2 ms batch wait"
 
 #: The routes measured, in order: name, server, path, what.
 ENDPOINTS = (
@@ -88,14 +91,22 @@ ENDPOINTS = (
         "/webhooks/livekit",
         "webhook on uvicorn's pure-Python event loop and HTTP parser",
     ),
+    (
+        WAITING_WEBHOOK,
+        "waiting",
+        "/webhooks/livekit",
+        "webhook whose free writer waits 2 ms for more events (the former default)",
+    ),
 )
 
 #: The servers: extra environment and uvicorn options of each. ``plain``
-#: shows what uvloop and httptools (picked by uvicorn's "auto") bring.
+#: shows what uvloop and httptools (picked by uvicorn's "auto") bring,
+#: ``waiting`` what a group-commit writer's wait for company costs.
 SERVERS: dict[str, tuple[dict[str, str], list[str]]] = {
     "main": ({}, []),
     "single": ({"LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS": "1"}, []),
     "plain": ({}, ["--loop=asyncio", "--http=h11"]),
+    "waiting": ({"LIVEKIT_WEBHOOK_BATCH_MAX_WAIT": "0.002"}, []),
 }
 
 
@@ -172,6 +183,11 @@ class BenchmarkResult:
         return self.ratio_of("webhook", to=PLAIN_WEBHOOK)
 
     @property
+    def no_wait_gain(self) -> float:
+        """Webhook req/s with the default batch wait (none) over a 2 ms wait (paired)."""
+        return self.ratio_of("webhook", to=WAITING_WEBHOOK)
+
+    @property
     def ratio(self) -> float:
         """Webhook requests per second as a fraction of the bare endpoint's (paired)."""
         return self.ratio_of("webhook")
@@ -201,7 +217,8 @@ class BenchmarkResult:
         lines.append(
             f"{self.workers} uvicorn worker(s), {self.concurrency} connections, "
             f"{self.rounds} rounds; webhook / bare = {self.ratio:.2f}; "
-            f"webhook / webhook on asyncio + h11 = {self.fast_stack_gain:.2f}"
+            f"webhook / webhook on asyncio + h11 = {self.fast_stack_gain:.2f}; "
+            f"webhook / webhook with a 2 ms batch wait = {self.no_wait_gain:.2f}"
         )
         for name, micros in self.parse_us.items():
             lines.append(f"{name}: {micros:.1f} µs per event")
@@ -235,6 +252,11 @@ class BenchmarkResult:
             f"uvicorn's defaults ({_uvicorn_stack()}) bring over its pure-Python event "
             "loop and HTTP parser, paired in the same way.",
             "",
+            f"**webhook / webhook with a 2 ms batch wait = {self.no_wait_gain:.2f}**: "
+            "group commit's writers take what is waiting at once by default "
+            "(`LIVEKIT_WEBHOOK_BATCH_MAX_WAIT=0`); the fourth server waits 2 ms for more "
+            "events before a short batch, as it did before.",
+            "",
             "Reading a verified body, in this process (µs per event, the session's 22 events):",
             "",
         ]
@@ -243,7 +265,8 @@ class BenchmarkResult:
             "",
             "The servers run with `LOG_LEVEL=WARNING` (no line per request) and the "
             "default pool; the second only sets `LIVEKIT_WEBHOOK_BATCH_MAX_EVENTS=1`, the "
-            "third only `--loop=asyncio --http=h11`. A 503 "
+            "third only `--loop=asyncio --http=h11`, the fourth only "
+            "`LIVEKIT_WEBHOOK_BATCH_MAX_WAIT=0.002`. A 503 "
             "is the pool's backpressure (`DATABASE_POOL_ACQUIRE_TIMEOUT`), which LiveKit "
             "retries. The client, uvicorn and PostgreSQL share the machine's cores, and so "
             "do other jobs: compare the rows of this section with each other.",

@@ -210,11 +210,13 @@ class Settings(BaseSettings):
         ),
     )
     livekit_webhook_batch_max_wait: float = Field(
-        default=0.002,
+        default=0.0,
         ge=0,
         description=(
             "Group commit: seconds a free writer waits for more webhooks before writing "
-            "what it has. Webhooks that arrive while writers are busy batch up anyway."
+            "what it has. 0: none; webhooks that arrive while the writers are busy batch "
+            "up anyway, and a wait cost webhooks/s (docs/benchmarks.md, 'webhooks'). It "
+            "may pay where a commit's WAL flush takes milliseconds: measure there."
         ),
     )
     livekit_webhook_batch_writers: int = Field(

@@ -4,11 +4,14 @@ transaction, so that one commit (one WAL flush, one round trip to wait
 for) answers many requests.
 
 Each request hands its event to :meth:`GroupCommit.record` and waits. A
-writer takes what is waiting (up to ``max_events``), waiting at most
-``max_wait`` seconds for more when it has fewer, and writes it with
+writer takes what is waiting (up to ``max_events``) and writes it with
 :func:`~conference.webhooks.store.record_batch`. At most ``writers``
 batches are in flight at once; what arrives meanwhile forms the next
 batch, so batches grow with the load and cost nothing when it is light.
+A writer may also wait ``max_wait`` seconds for more before a short
+batch; by default it does not, because here a commit's WAL flush is
+cheaper than the wait (``LIVEKIT_WEBHOOK_BATCH_MAX_WAIT`` in
+:mod:`conference.settings` gives the measurement).
 
 Every answer still follows the commit: :meth:`GroupCommit.record` returns
 only once the event's transaction committed (with PostgreSQL's
@@ -18,7 +21,7 @@ values (:class:`~conference.errors.IntegrityViolation`) fails alone.
 
 Example::
 
-    batches = GroupCommit(max_events=64, max_wait=0.002, writers=2, queue_timeout=1.0)
+    batches = GroupCommit(max_events=64, max_wait=0.0, writers=2, queue_timeout=1.0)
     result = await batches.record(changes, body)
 """
 
@@ -55,7 +58,8 @@ class GroupCommit:
     :param max_events:
         Most events in one transaction; 1 writes each on its own.
     :param max_wait:
-        Seconds a writer waits for more events before writing a short batch.
+        Seconds a writer waits for more events before writing a short
+        batch; 0 (the default) writes what is waiting at once.
     :param writers:
         Batches in flight at once.
     :param queue_timeout:
@@ -69,7 +73,7 @@ class GroupCommit:
         self,
         *,
         max_events: int = 64,
-        max_wait: float = 0.002,
+        max_wait: float = 0.0,
         writers: int = 2,
         queue_timeout: float = 1.0,
         write: BatchWriter = record_batch,
