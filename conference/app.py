@@ -12,6 +12,7 @@ app is built by :func:`create_app`, its pool starts in the lifespan.
 from __future__ import annotations
 
 import asyncio
+import gc
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -89,6 +90,18 @@ async def _replica_health() -> list[dict[str, object]]:
     ]
 
 
+def freeze_startup_objects() -> None:
+    """
+    Leave what startup built (modules, tables, the admin app: some 130,000
+    objects) out of the garbage collector's full collections. Each full
+    collection walked them all and stopped every request for about 50 ms,
+    the webhooks' p99 at 32 connections (75 ms; 18 ms with them frozen).
+    What requests create later is collected as before.
+    """
+    gc.collect()  # startup's own garbage is not kept
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """
     Build the application. A production configuration is checked here, so a
@@ -104,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             if settings.auto_migrate_enabled:
                 await auto_migrate()
+            freeze_startup_objects()
             async with refresh_periodically(settings.reports_refresh_interval):
                 yield
         finally:

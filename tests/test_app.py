@@ -80,6 +80,27 @@ def test_the_old_app_attribute_still_serves_with_a_deprecation_warning() -> None
     assert "no LiveKit API key is configured" in built.stderr  # built when read
 
 
+def test_startup_objects_are_left_out_of_full_garbage_collections() -> None:
+    # A full collection walked every object of startup and paused all
+    # requests for ~50 ms; the lifespan freezes them once it is ready.
+    served = _python(
+        "import asyncio, gc\n"
+        "from conference.app import create_app\n"
+        "app = create_app()\n"
+        "async def main():\n"
+        "    async with app.router.lifespan_context(app):\n"
+        "        tracked = any(o is app.router for o in gc.get_objects())\n"
+        "        print(gc.get_freeze_count(), tracked)\n"
+        "asyncio.run(main())\n",
+        NO_KEYS,
+    )
+
+    assert served.returncode == 0, served.stderr
+    frozen, router_tracked = served.stdout.split()
+    assert int(frozen) > 10_000
+    assert router_tracked == "False"  # frozen with the rest of startup
+
+
 def test_healthz_answers_without_the_database(server: LiveServer) -> None:
     response = httpx.get(f"{server.base_url}/healthz")
     assert response.status_code == 200
