@@ -179,7 +179,14 @@ class LiveServer:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"uvicorn-{self.port}.log"
-        environment = {**os.environ, "DATABASE_URL": database_url, **(env or {})}
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            # No rollup timer unless a test asks: its refresh raced the
+            # fixtures' TRUNCATE of the shared database (a deadlock).
+            "REPORTS_REFRESH_INTERVAL": "0",
+            **(env or {}),
+        }
         if state_dir is not None:
             environment["CONFERENCE_STATE_DIR"] = str(state_dir)
         if via_run:

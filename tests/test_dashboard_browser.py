@@ -60,7 +60,7 @@ async def seeded(connection: asyncpg.Connection) -> asyncpg.Connection:
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    live = LiveServer(database_url, env={"REPORTS_REFRESH_INTERVAL": "0"}, state_dir=tmp_path)
+    live = LiveServer(database_url, state_dir=tmp_path)
     live.wait_until_serving()
     yield live
     live.close()

@@ -302,3 +302,31 @@ async def test_a_refresh_that_finds_another_running_skips_and_changes_nothing(
     assert skipped.skipped and skipped.as_of is None
     assert await connection.fetch("SELECT * FROM report_hours ORDER BY room_name, hour") == before
     assert not (await reports.refresh()).skipped
+
+
+async def test_the_apps_timer_refreshes_the_rollups_until_its_block_ends(
+    connection: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conference.reports import schedule
+
+    monkeypatch.setattr(schedule, "FIRST_REFRESH_DELAY", 0.0)
+    rolled_up = "SELECT count(*) FROM report_meetings WHERE room_name = $1"
+    joined = datetime.now(UTC) - timedelta(minutes=5)
+    await _insert_session(
+        connection, await _insert_meeting(connection, NIGHT_ROOM, joined, None), "ana", joined, None
+    )
+
+    async with schedule.refresh_periodically(0):  # 0: no timer
+        await asyncio.sleep(0.3)
+    assert await connection.fetchval(rolled_up, NIGHT_ROOM) == 0
+
+    async with schedule.refresh_periodically(0.1):
+        for _ in range(100):
+            if await connection.fetchval(rolled_up, NIGHT_ROOM):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("no refresh within 5 s of a 0.1 s timer")
+    late = await _insert_meeting(connection, "after-the-block", joined, None)
+    await asyncio.sleep(0.3)
+    assert late and await connection.fetchval(rolled_up, "after-the-block") == 0  # timer gone
