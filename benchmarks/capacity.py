@@ -3,12 +3,17 @@ How many analytics events per second one primary takes, with the current
 schema and indexes, on a database of a chosen size; writes its section of
 ``docs/benchmarks.md``::
 
+    python -m benchmarks.capacity --meetings 25000       # ~1M analytics rows, its own cluster
+    python -m benchmarks.capacity --meetings 242000      # ~10M (about 5 minutes to load here)
     python -m benchmarks.capacity --database-url URL     # a loaded, non-production database
 
-Load a database first, for example the one of ``benchmarks.partitioning``
-(``--meetings 25000``: about 1M analytics rows; ``--meetings 242000``:
-about 10M, which is the scale the figures are meant for and takes a long
-time to load on a small machine); the script says how many rows it found.
+``--meetings`` starts an embedded PostgreSQL 18 of its own under
+``.local/bench-capacity-<meetings>-pgdata`` (never the developer's or the
+tests' cluster), migrates it and loads that many generated meetings (41.5
+analytics events each) once; later runs with the same ``--meetings`` reuse
+them, and the server stops at the end. ``--database-url`` measures any
+loaded non-production database instead; the script says how many rows it
+found.
 
 The paths, in turn, ``--repeat`` times (medians printed):
 
@@ -49,6 +54,7 @@ from typing import Any
 
 import asyncpg
 
+from benchmarks.cluster import ROOT, generated_database
 from benchmarks.report import (
     load_average,
     machine_description,
@@ -59,6 +65,9 @@ from benchmarks.report import (
 
 #: The day the capacity rows are dated: after any data the generator makes.
 CAPACITY_DAY = datetime(2027, 1, 15, tzinfo=UTC)
+
+#: What ``--meetings`` loads: generated history up to this day.
+LOAD_UNTIL, LOAD_DAYS, LOAD_SEED = datetime(2026, 11, 1, tzinfo=UTC), 120, 7
 
 COPY_BATCH = 10_000
 
@@ -332,7 +341,12 @@ async def run(
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.capacity``: prints the table and writes docs/benchmarks.md."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.capacity", description=__doc__)
-    parser.add_argument("--database-url", required=True, help="a migrated, non-production database")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--meetings", type=int, help="load this many into a cluster of its own")
+    where.add_argument("--database-url", help="a migrated, loaded, non-production database")
+    parser.add_argument(
+        "--data-dir", type=Path, help="with --meetings; default .local/bench-capacity-N-pgdata"
+    )
     parser.add_argument("--events", type=int, default=4_400, help="webhook events per run")
     parser.add_argument("--concurrency", type=int, default=32, help="room sessions at once")
     parser.add_argument("--copy-rows", type=int, default=200_000)
@@ -341,6 +355,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="default docs/benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    if args.meetings is not None and args.meetings < 1:
+        parser.error("--meetings must be at least 1")
+    data_dir = None
+    try:
+        if args.meetings is not None:
+            data_dir = args.data_dir or ROOT / ".local" / f"bench-capacity-{args.meetings}-pgdata"
+            args.database_url = generated_database(
+                data_dir,
+                "capacity",
+                meetings=args.meetings,
+                days=LOAD_DAYS,
+                seed=LOAD_SEED,
+                until=LOAD_UNTIL,
+            ).url
+        return _measure_and_write(args, argv)
+    finally:
+        if data_dir is not None:
+            from conference import embedded
+
+            embedded.stop(data_dir)
+
+
+def _measure_and_write(args: argparse.Namespace, argv: list[str] | None) -> int:
     os.environ["DATABASE_URL"] = args.database_url  # before piccolo_conf is imported
     # Slow statements are what this measures; do not log each one.
     logging.getLogger("conference.db").setLevel(logging.ERROR)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import asyncpg
 
 from benchmarks.capacity import run, section_name
+from conference import embedded
+from tests.support import ROOT
 
 
 async def test_a_tiny_capacity_run_measures_every_path_and_leaves_the_rows_as_they_were(
@@ -30,3 +37,23 @@ async def test_a_tiny_capacity_run_measures_every_path_and_leaves_the_rows_as_th
         == 0
     )  # commit_delay was reset
     assert section_name(1_040_000) == "capacity-1M" and section_name(10_200_000) == "capacity-10M"
+
+
+def test_meetings_loads_a_cluster_of_its_own_measures_it_and_stops_it(tmp_path: Path) -> None:
+    data_dir, output = tmp_path / "pgdata", tmp_path / "benchmarks.md"
+    argv = ["--meetings", "3", "--data-dir", str(data_dir), "--events", "22"]
+    argv += ["--concurrency", "2", "--copy-rows", "50", "--repeat", "1", "--output", str(output)]
+    ran = subprocess.run(
+        [sys.executable, "-m", "benchmarks.capacity", *argv],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    assert "loading 3 meetings" in ran.stderr
+    assert "python -m benchmarks.capacity --meetings 3" in output.read_text()
+    assert "| webhook, group commit |" in output.read_text()
+    assert embedded.running_server(data_dir) is None  # stopped at the end
