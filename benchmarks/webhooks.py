@@ -188,6 +188,11 @@ class BenchmarkResult:
         return self.ratio_of("webhook", to=WAITING_WEBHOOK)
 
     @property
+    def verify_share(self) -> float:
+        """Webhook req/s over the verify route's (paired): what the database path leaves."""
+        return self.ratio_of("webhook", to="verify")
+
+    @property
     def ratio(self) -> float:
         """Webhook requests per second as a fraction of the bare endpoint's (paired)."""
         return self.ratio_of("webhook")
@@ -217,6 +222,7 @@ class BenchmarkResult:
         lines.append(
             f"{self.workers} uvicorn worker(s), {self.concurrency} connections, "
             f"{self.rounds} rounds; webhook / bare = {self.ratio:.2f}; "
+            f"webhook / verify = {self.verify_share:.2f}; "
             f"webhook / webhook on asyncio + h11 = {self.fast_stack_gain:.2f}; "
             f"webhook / webhook with a 2 ms batch wait = {self.no_wait_gain:.2f}"
         )
@@ -247,6 +253,10 @@ class BenchmarkResult:
             "",
             f"**webhook / bare = {self.ratio:.2f}** (the median of the per-round ratios; "
             "each 200 is sent after its transaction committed, `synchronous_commit` on).",
+            "",
+            f"**webhook / verify = {self.verify_share:.2f}**: the same with the database "
+            "path only, against the route that verifies, parses and maps but writes nothing "
+            "(the ceiling of any webhook path on this worker).",
             "",
             f"**webhook / webhook on asyncio + h11 = {self.fast_stack_gain:.2f}**: what "
             f"uvicorn's defaults ({_uvicorn_stack()}) bring over its pure-Python event "
