@@ -4,7 +4,7 @@ schema and indexes, on a database of a chosen size; writes its section of
 ``docs/benchmarks.md``::
 
     python -m benchmarks.capacity --meetings 25000       # ~1M analytics rows, its own cluster
-    python -m benchmarks.capacity --meetings 242000      # ~10M (about 5 minutes to load here)
+    python -m benchmarks.capacity --meetings 242000      # ~10M (loaded once: minutes)
     python -m benchmarks.capacity --database-url URL     # a loaded, non-production database
 
 ``--meetings`` starts an embedded PostgreSQL 18 of its own under
