@@ -93,10 +93,10 @@ async def _replica_health() -> list[dict[str, object]]:
 def freeze_startup_objects() -> None:
     """
     Leave what startup built (modules, tables, the admin app) out of the
-    garbage collector's full collections. Each full
-    collection walked them all and stopped every request meanwhile: it was
-    the webhooks' p99 (see docs/benchmarks.md, "webhooks"). What requests
-    create later is collected as before.
+    garbage collector's full collections. Each full collection walked them
+    all and stopped every request meanwhile: it was the webhooks' p99 (see
+    docs/benchmarks.md, "webhooks"). What requests create later is
+    collected as before.
     """
     gc.collect()  # startup's own garbage is not kept
     gc.freeze()
