@@ -30,11 +30,18 @@ The paths, in turn, ``--repeat`` times (medians printed):
 - ``copy``: COPY of ``--copy-rows`` generated analytics rows in batches of
   10,000 (one transaction each), on one connection and on two.
 
-The webhook paths get ``--concurrency`` room sessions at once (each one
-room's events in order, as LiveKit delivers them), mapped beforehand: no
-HTTP, no signature check. What the run writes is deleted again at the end
-(by meeting, which cascades), so the row counts are as before. The client
-runs on the same machine and competes with PostgreSQL for the CPU.
+The webhook paths run at each number of ``--sessions`` (room sessions at
+once: each one room's events in order, as LiveKit's notifier posts them,
+mapped beforehand: no HTTP, no signature check). What one primary takes is
+the most a path reaches over those numbers: LiveKit posts one request at a
+time per room (and per participant, track, egress), with no cap over all
+rooms, so a busy server has as many requests in flight as it has rooms with
+news. 32 sessions leave group commit waiting on each batch's round trips
+with a core idle; the *at saturation* ratios compare each path at its best
+number of sessions, per run. The one-by-one paths get a connection per
+session, up to 64. What the run writes is deleted again at the end (by
+meeting, which cascades), so the row counts are as before. The client runs
+on the same machine and competes with PostgreSQL for the CPU.
 """
 
 from __future__ import annotations
@@ -71,21 +78,41 @@ LOAD_UNTIL, LOAD_DAYS, LOAD_SEED = datetime(2026, 11, 1, tzinfo=UTC), 120, 7
 
 COPY_BATCH = 10_000
 
+#: Room sessions at once on the webhook paths, by default: a light load and
+#: one that keeps both writers of group commit busy.
+SESSION_LEVELS = (32, 128)
+
+#: Most connections a webhook path opens (one per session); the embedded
+#: server takes 100 in all.
+POOL_CAP = 64
+
+#: Sessions per run, at least, for each session at once: the last wave,
+#: when fewer are left than run at once, stays a small part of the run.
+WAVES = 4
+
+WEBHOOK_PATHS = ("webhook, one by one", "webhook, commit_delay", "webhook, group commit")
+
 
 @dataclass
 class IngestPath:
-    """One ingestion path: events and seconds of each run."""
+    """One ingestion path at one load: events and seconds of each run."""
 
     name: str
     what: str
+    sessions: int | None = None  # room sessions at once; None for COPY
     events: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
 
     @property
+    def rates(self) -> list[float]:
+        """Events per second of each run."""
+        return [e / s for e, s in zip(self.events, self.seconds, strict=True)]
+
+    @property
     def per_second(self) -> float:
         """The median run's events per second."""
-        return statistics.median(e / s for e, s in zip(self.events, self.seconds, strict=True))
+        return statistics.median(self.rates)
 
     def line(self) -> str:
         """One Markdown table row."""
@@ -95,8 +122,12 @@ class IngestPath:
             p50 = ordered[len(ordered) // 2]
             p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
             latency = f"{p50:.1f} / {p95:.1f}"
+        sessions = "" if self.sessions is None else str(self.sessions)
         runs = len(self.seconds)
-        return f"| {self.name} | {self.what} | {self.per_second:,.0f} | {latency} | {runs} |"
+        return (
+            f"| {self.name} | {sessions} | {self.what} | {self.per_second:,.0f} | {latency} "
+            f"| {runs} |"
+        )
 
 
 def _webhook_changes(sessions: int, tag: str) -> list[list[tuple[Any, str]]]:
@@ -170,23 +201,33 @@ class CapacityReport:
 
     paths: list[IngestPath]
     rows_before: int = 0
-    concurrency: int = 0
+    sessions: tuple[int, ...] = SESSION_LEVELS
     commit_delay: int = 0
     machine: str = ""
     started: str = ""
     command: str = ""
 
-    def by_name(self, name: str) -> IngestPath:
-        """The path called ``name``."""
-        return next(path for path in self.paths if path.name == name)
+    def rates(self, name: str, sessions: int | None = None) -> list[float]:
+        """
+        Events/s of each run of ``name`` at ``sessions`` at once; for a
+        webhook path without ``sessions``, its best over them in that run
+        (saturation).
+        """
+        paths = [path for path in self.paths if path.name == name]
+        if sessions is not None:
+            paths = [path for path in paths if path.sessions == sessions]
+        if not paths:
+            raise KeyError(f"no path {name!r} at {sessions} sessions")
+        return [max(run) for run in zip(*(path.rates for path in paths), strict=True)]
 
-    def ratio(self, name: str, anchor: str) -> float:
+    def ratio(self, name: str, anchor: str, sessions: int | None = None) -> float:
         """Median over the runs of ``name``'s events/s over ``anchor``'s in the same run."""
-        path, base = self.by_name(name), self.by_name(anchor)
         ratios = [
-            (e / s) / (be / bs)
-            for e, s, be, bs in zip(
-                path.events, path.seconds, base.events, base.seconds, strict=True
+            rate / base
+            for rate, base in zip(
+                self.rates(name, sessions),
+                self.rates(anchor, sessions if anchor in WEBHOOK_PATHS else None),
+                strict=True,
             )
         ]
         return statistics.median(ratios) if ratios else 0.0
@@ -196,8 +237,8 @@ class CapacityReport:
         lines = [
             f"analytics rows before the run: {self.rows_before:,}",
             "",
-            "| path | how | events/s (median) | latency p50 / p95 ms | runs |",
-            "|---|---|--:|--:|--:|",
+            "| path | sessions | how | events/s (median) | latency p50 / p95 ms | runs |",
+            "|---|--:|---|--:|--:|--:|",
             *(path.line() for path in self.paths),
             "",
             *(f"- {line}" for line in self.ratios()),
@@ -206,16 +247,25 @@ class CapacityReport:
 
     def ratios(self) -> list[str]:
         """The comparisons the section is about, paired per run."""
-        group, single = "webhook, group commit", "webhook, one by one"
-        return [
-            f"group commit / one by one: **{self.ratio(group, single):.2f}x**",
-            f"commit_delay / one by one: {self.ratio('webhook, commit_delay', single):.2f}x",
-            f"group commit / COPY on one connection: **{self.ratio(group, 'copy x1'):.2f}x**",
-            f"one by one / COPY on one connection: {self.ratio(single, 'copy x1'):.2f}x",
+        group, single, delay = WEBHOOK_PATHS[2], WEBHOOK_PATHS[0], WEBHOOK_PATHS[1]
+        lines = [
+            f"at saturation (each webhook path at its best number of sessions, per run): "
+            f"group commit / one by one **{self.ratio(group, single):.2f}x**, "
+            f"group commit / COPY on one connection **{self.ratio(group, 'copy x1'):.2f}x**, "
+            f"one by one / COPY on one connection {self.ratio(single, 'copy x1'):.2f}x"
         ]
+        for sessions in self.sessions:
+            lines.append(
+                f"{sessions} sessions: group commit / one by one "
+                f"{self.ratio(group, single, sessions):.2f}x, commit_delay / one by one "
+                f"{self.ratio(delay, single, sessions):.2f}x, group commit / COPY on one "
+                f"connection {self.ratio(group, 'copy x1', sessions):.2f}x"
+            )
+        return lines
 
     def markdown(self) -> str:
         """The section of ``docs/benchmarks.md``."""
+        levels = " and ".join(str(sessions) for sessions in self.sessions)
         return "\n".join(
             [
                 f"## Events per second one primary takes: {self.rows_before:,} analytics rows",
@@ -224,16 +274,19 @@ class CapacityReport:
                 "",
                 f"**Machine.** {self.machine}",
                 "",
-                f"**Load.** {self.concurrency} room sessions at once on the webhook paths "
-                "(22 realistic events each, in order, mapped beforehand; no HTTP); COPY of "
-                "generated rows in batches of 10,000. `commit_delay` "
-                f"{self.commit_delay} µs on its run only. Each run writes new rows, "
-                "deleted at the end.",
+                f"**Load.** {levels} room sessions at once on the webhook paths (22 realistic "
+                "events each, in order, mapped beforehand; no HTTP; at least "
+                f"{WAVES} sessions per session at once in a run; the one-by-one paths get a "
+                f"connection per session, up to {POOL_CAP}); COPY of generated rows in batches "
+                f"of 10,000. `commit_delay` {self.commit_delay} µs on its run only. Each run "
+                "writes new rows, deleted at the end.",
                 "",
                 self.table(),
                 "",
                 "Ratios are paired: per run, each path against its anchor measured in "
-                "the same run, then the median.",
+                "the same run, then the median. *At saturation* takes each webhook path at "
+                "the number of sessions where it went fastest in that run: what one primary "
+                "takes from a LiveKit server with that many rooms posting at once.",
             ]
         )
 
@@ -242,7 +295,7 @@ async def run(
     database_url: str,
     *,
     events: int = 4_400,
-    concurrency: int = 32,
+    sessions: tuple[int, ...] = SESSION_LEVELS,
     copy_rows: int = 200_000,
     repeat: int = 3,
     commit_delay: int = 1_000,
@@ -254,17 +307,15 @@ async def run(
     from conference.devdata.synthetic import ANALYTICS_PER_MEETING, column_names
     from conference.tables import AnalyticsEvent
 
+    how = {
+        WEBHOOK_PATHS[0]: "record_event: a transaction per event",
+        WEBHOOK_PATHS[1]: f"record_event with commit_delay {commit_delay} µs, commit_siblings 2",
+        WEBHOOK_PATHS[2]: "GroupCommit (defaults)",
+    }
     webhooks = {
-        "one by one": IngestPath(
-            "webhook, one by one", f"record_event, {concurrency} sessions at once"
-        ),
-        "commit_delay": IngestPath(
-            "webhook, commit_delay",
-            f"record_event with commit_delay {commit_delay} µs, commit_siblings 2",
-        ),
-        "group commit": IngestPath(
-            "webhook, group commit", f"GroupCommit (defaults), {concurrency} sessions at once"
-        ),
+        (name, level): IngestPath(name, how[name], sessions=level)
+        for level in sessions
+        for name in WEBHOOK_PATHS
     }
     copy_paths = {
         n: IngestPath(f"copy x{n}", f"COPY, batches of {COPY_BATCH:,}, {n} connection(s)")
@@ -275,7 +326,13 @@ async def run(
     connection = await asyncpg.connect(database_url)
     database = await connection.fetchval("SELECT current_database()")
 
-    async def delay(on: bool) -> None:
+    async def pool_for(level: int) -> None:
+        # Restarted: new connections also take the database's settings.
+        await db.close_pool()
+        size = min(level, POOL_CAP)
+        await db.start_pool(max_size=size, min_size=size)
+
+    async def delay(on: bool, level: int) -> None:
         # ALTER DATABASE: the pool's new connections take it; restart the pool.
         if on:
             await connection.execute(
@@ -285,35 +342,36 @@ async def run(
         else:
             await connection.execute(f'ALTER DATABASE "{database}" RESET commit_delay')
             await connection.execute(f'ALTER DATABASE "{database}" RESET commit_siblings')
-        await db.close_pool()
-        await db.start_pool(max_size=concurrency, min_size=concurrency)
+        await pool_for(level)
 
-    await db.start_pool(max_size=concurrency, min_size=concurrency)
     try:
-        # Warm up: the pool's connections and prepared statements.
-        for group_commit in (False, True):
-            warm = _webhook_changes(concurrency, f"capwarm{int(group_commit)}")
-            *_, meetings = await _webhook_run(warm, concurrency, group_commit)
-            written |= meetings
         for number in range(repeat):
-            for key, path in webhooks.items():
-                progress(f"run {number + 1}/{repeat}: {path.name}")
-                if key == "commit_delay":
-                    await delay(True)
-                sessions = _webhook_changes(
-                    max(1, events // 22), f"cap{os.getpid()}r{number}{key[:3]}"
-                )
-                try:
-                    count, seconds, latencies, meetings = await _webhook_run(
-                        sessions, concurrency, group_commit=key == "group commit"
-                    )
-                finally:
-                    if key == "commit_delay":
-                        await delay(False)
-                path.events.append(count)
-                path.seconds.append(seconds)
-                path.latencies_ms.extend(latencies)
-                written |= meetings
+            for level in sessions:
+                await pool_for(level)
+                # Warm up the new connections (prepared statements): two events a session.
+                for group_commit in (False, True):
+                    tag = f"capwarm{os.getpid()}r{number}s{level}{int(group_commit)}"
+                    warm = [session[:2] for session in _webhook_changes(level, tag)]
+                    *_, meetings = await _webhook_run(warm, level, group_commit)
+                    written |= meetings
+                for name in WEBHOOK_PATHS:
+                    path = webhooks[(name, level)]
+                    progress(f"run {number + 1}/{repeat}: {name}, {level} sessions")
+                    if name == WEBHOOK_PATHS[1]:
+                        await delay(True, level)
+                    count = max(1, events // 22, WAVES * level)
+                    tag = f"cap{os.getpid()}r{number}s{level}{name[9:12]}"
+                    try:
+                        runs, seconds, latencies, meetings = await _webhook_run(
+                            _webhook_changes(count, tag), level, name == WEBHOOK_PATHS[2]
+                        )
+                    finally:
+                        if name == WEBHOOK_PATHS[1]:
+                            await delay(False, level)
+                    path.events.append(runs)
+                    path.seconds.append(seconds)
+                    path.latencies_ms.extend(latencies)
+                    written |= meetings
             for n, path in copy_paths.items():
                 progress(f"run {number + 1}/{repeat}: copy x{n}")
                 meetings_needed = max(1, int(copy_rows / ANALYTICS_PER_MEETING))
@@ -333,7 +391,7 @@ async def run(
         await db.close_pool()
     return CapacityReport(
         [*webhooks.values(), *copy_paths.values()],
-        concurrency=concurrency,
+        sessions=tuple(sessions),
         commit_delay=commit_delay,
     )
 
@@ -347,8 +405,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir", type=Path, help="with --meetings; default .local/bench-capacity-N-pgdata"
     )
-    parser.add_argument("--events", type=int, default=4_400, help="webhook events per run")
-    parser.add_argument("--concurrency", type=int, default=32, help="room sessions at once")
+    parser.add_argument(
+        "--events", type=int, default=4_400, help="webhook events per run, at least"
+    )
+    parser.add_argument(
+        "--sessions",
+        type=_levels,
+        default=SESSION_LEVELS,
+        help="room sessions at once on the webhook paths, comma-separated (default 32,128)",
+    )
     parser.add_argument("--copy-rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--commit-delay", type=int, default=1_000, help="µs, for its own path")
@@ -402,7 +467,7 @@ def _measure_and_write(args: argparse.Namespace, argv: list[str] | None) -> int:
         run(
             args.database_url,
             events=args.events,
-            concurrency=args.concurrency,
+            sessions=args.sessions,
             copy_rows=args.copy_rows,
             repeat=args.repeat,
             commit_delay=args.commit_delay,
@@ -417,6 +482,17 @@ def _measure_and_write(args: argparse.Namespace, argv: list[str] | None) -> int:
         write_section(section_name(existing), report.markdown(), **kwargs)
         print(f"written to {args.output or 'docs/benchmarks.md'}", file=sys.stderr)
     return 0
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    """``--sessions 32,128``: distinct positive numbers, in the order given."""
+    try:
+        levels = tuple(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 32,128; got {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"expected numbers of at least 1; got {text!r}")
+    return levels
 
 
 def section_name(rows: int) -> str:
