@@ -68,8 +68,12 @@ from tests.webhook_sessions import API_KEY, API_SECRET, WEBHOOK_ENV, product_syn
 
 HOST = "127.0.0.1"
 
-#: The section of docs/benchmarks.md this script owns.
+#: The section of docs/benchmarks.md this script owns (and its variants,
+#: :func:`section_name`).
 SECTION = "webhooks"
+
+#: Connections posting at once unless ``--concurrency`` says otherwise.
+DEFAULT_CONCURRENCY = 32
 
 PLAIN_WEBHOOK = "webhook, asyncio + h11"
 WAITING_WEBHOOK = "webhook, 2 ms batch wait"
@@ -447,7 +451,7 @@ async def _machine(database_url: str, load_before: str) -> str:
 
 def run_benchmark(
     requests: int = 500,
-    concurrency: int = 32,
+    concurrency: int = DEFAULT_CONCURRENCY,
     database_url: str | None = None,
     *,
     rounds: int = 6,
@@ -504,6 +508,20 @@ def run_benchmark(
     )
 
 
+def section_name(workers: int, concurrency: int) -> str:
+    """
+    The section a run writes: ``webhooks`` for the default load (one
+    worker, 32 connections, the load of issue 12's goal), else named by
+    what differs: ``webhooks-workers-2``, ``webhooks-connections-128``.
+    """
+    name = SECTION
+    if workers != 1:
+        name += f"-workers-{workers}"
+    if concurrency != DEFAULT_CONCURRENCY:
+        name += f"-connections-{concurrency}"
+    return name
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; prints the table and writes docs/benchmarks.md."""
     parser = argparse.ArgumentParser(
@@ -512,7 +530,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--requests", type=int, default=500, help="per route and round")
     parser.add_argument("--rounds", type=int, default=6, help="rounds alternating the routes")
-    parser.add_argument("--concurrency", type=int, default=32, help="connections at once")
+    parser.add_argument(
+        "--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="connections at once"
+    )
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
     parser.add_argument("--database-url", help="an empty database (default: a throwaway one)")
     parser.add_argument("--output", type=Path, help="default docs/benchmarks.md")
@@ -534,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result.started, result.command = started, command.strip()
     print(result.table())
     if not args.no_write:
-        section = SECTION if args.workers == 1 else f"{SECTION}-workers-{args.workers}"
+        section = section_name(args.workers, args.concurrency)
         kwargs = {"path": args.output} if args.output else {}
         write_section(section, result.markdown(), **kwargs)
         print(f"written to {args.output or 'docs/benchmarks.md'}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.webhooks import ENDPOINTS, main
+from benchmarks.webhooks import ENDPOINTS, main, section_name
 
 
 def test_a_tiny_run_measures_every_route_without_errors_and_writes_its_own_section(
@@ -16,7 +16,8 @@ def test_a_tiny_run_measures_every_route_without_errors_and_writes_its_own_secti
     assert main(argv) == 0  # 1 when any request was not answered 200
     text = output.read_text()
     assert "kept by hand" in text
-    section = text.split("<!-- begin webhooks -->", 1)[1].split("<!-- end webhooks -->", 1)[0]
+    name = "webhooks-connections-2"
+    section = text.split(f"<!-- begin {name} -->", 1)[1].split(f"<!-- end {name} -->", 1)[0]
     assert "python -m benchmarks.webhooks --requests 22" in section
     assert "Load average" in section and "webhook / bare = " in section
     assert "webhook / webhook on asyncio + h11 = " in section
@@ -25,3 +26,10 @@ def test_a_tiny_run_measures_every_route_without_errors_and_writes_its_own_secti
     for name, *_ in ENDPOINTS:
         assert f"| {name} | 44 |" in section
     assert "msgspec decode_event alone" in section
+
+
+def test_a_run_writes_the_section_of_its_load() -> None:
+    assert section_name(workers=1, concurrency=32) == "webhooks"
+    assert section_name(workers=2, concurrency=32) == "webhooks-workers-2"
+    assert section_name(workers=1, concurrency=128) == "webhooks-connections-128"
+    assert section_name(workers=2, concurrency=128) == "webhooks-workers-2-connections-128"
