@@ -182,8 +182,8 @@ class LiveServer:
         environment = {
             **os.environ,
             "DATABASE_URL": database_url,
-            # No rollup timer unless a test asks: its refresh raced the
-            # fixtures' TRUNCATE of the shared database (a deadlock).
+            # No rollup timer unless a test asks: its refreshes would wait
+            # for the fixtures' TRUNCATEs of the shared database.
             "REPORTS_REFRESH_INTERVAL": "0",
             **(env or {}),
         }

@@ -17,6 +17,8 @@ import pytest
 from conference import reports
 from conference.devdata.generate import generate
 from conference.devdata.seed import seed
+from conference.devdata.target import truncate_sql
+from conference.errors import QueryTimeout
 from conference.reports.model import Report
 from tests.support import run_piccolo
 
@@ -226,6 +228,74 @@ async def test_a_truncate_makes_the_next_refresh_rebuild(connection: asyncpg.Con
     assert not (await reports.refresh()).rebuilt
     await seed(force=True)  # TRUNCATE and insert again
     assert (await reports.refresh()).rebuilt
+
+
+async def _until_one_waits_for_a_lock(connection: asyncpg.Connection) -> None:
+    for _ in range(200):
+        waiting = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("nobody waited for a lock within 10 s")
+
+
+async def test_a_refresh_waits_for_a_truncate_of_the_raw_tables_instead_of_deadlocking(
+    connection: asyncpg.Connection, database_url: str
+) -> None:
+    # seed --force while a server's timer refreshes: the TRUNCATE takes the
+    # raw tables one at a time, children first, and holds each to its commit.
+    await seed(force=True)
+    truncating = await asyncpg.connect(database_url)
+    try:
+        async with truncating.transaction():
+            await truncating.execute("LOCK TABLE analytics IN ACCESS EXCLUSIVE MODE")
+            refreshing = asyncio.ensure_future(reports.refresh())
+            await _until_one_waits_for_a_lock(connection)
+            await truncating.execute(truncate_sql())  # the rest of the tables
+        result = await asyncio.wait_for(refreshing, 30)
+    finally:
+        await truncating.close()
+
+    # It waited, then saw the TRUNCATE: nothing to count, rollups rebuilt empty.
+    assert result.rebuilt and result.meetings == 0
+    assert await connection.fetchval("SELECT count(*) FROM report_meetings") == 0
+
+
+async def test_a_truncate_in_another_order_is_not_a_deadlock_victim_either(
+    connection: asyncpg.Connection, database_url: str
+) -> None:
+    # Parents first (as TRUNCATE ... CASCADE takes them): the refresh, holding
+    # analytics while it waits for meetings, lets go within LOCK_ATTEMPT_MS.
+    await seed(force=True)
+    truncating = await asyncpg.connect(database_url)
+    try:
+        async with truncating.transaction():
+            await truncating.execute("LOCK TABLE meetings IN ACCESS EXCLUSIVE MODE")
+            refreshing = asyncio.ensure_future(reports.refresh())
+            await _until_one_waits_for_a_lock(connection)
+            await truncating.execute("TRUNCATE meetings, participants, recordings, analytics")
+        result = await asyncio.wait_for(refreshing, 30)
+    finally:
+        await truncating.close()
+
+    assert result.rebuilt and result.meetings == 0
+
+
+async def test_a_refresh_gives_up_with_a_clear_error_while_a_raw_table_stays_locked(
+    database_url: str,
+) -> None:
+    holding = await asyncpg.connect(database_url)
+    try:
+        async with holding.transaction():
+            await holding.execute("LOCK TABLE participants IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(QueryTimeout, match=r"stayed locked for 0\.5 s .* try again"):
+                await reports.refresh(lock_wait=0.5)
+    finally:
+        await holding.close()
+    assert (await reports.refresh()).rebuilt  # and works once it is free
 
 
 async def test_invalidate_recounts_events_deleted_on_their_own(

@@ -36,6 +36,7 @@ written with a key chosen by the writer that is older than the last refresh
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from conference.db import Database, get_database
+from conference.errors import QueryTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,14 @@ ANALYTICS_KEY_MARGIN = timedelta(minutes=10)
 MAX_TRANSACTIONS_BETWEEN_REFRESHES = 1_000_000_000
 
 SOURCE_TABLES = ("meetings", "participants", "recordings", "analytics")
+
+#: Milliseconds :func:`refresh` waits for each raw table before it lets go
+#: of them all and tries again; under PostgreSQL's ``deadlock_timeout`` (1 s).
+LOCK_ATTEMPT_MS = 200
+
+#: Seconds between those tries, and how long :func:`refresh` keeps trying.
+LOCK_RETRY_PAUSE = 0.2
+LOCK_WAIT_SECONDS = 60.0
 
 REPORT_TABLE_NAMES = ("report_meetings", "report_hours", "report_event_hours", "report_days")
 
@@ -394,13 +404,23 @@ INSERT INTO report_state (as_of, snapshot_xmin, analytics_floor, filenodes, refr
 VALUES ($1, $2, $3, $4, clock_timestamp())
 """
 
+# Read one by one, a refresh held meetings while it waited for analytics,
+# which `seed --force` held while it waited for meetings: a deadlock. In the
+# order a TRUNCATE of them takes them (children first), to wait less.
+_LOCK_SOURCES = f"LOCK TABLE {', '.join(reversed(SOURCE_TABLES))} IN ACCESS SHARE MODE"
+
 _REBUILD = "TRUNCATE report_meetings, report_hours, report_event_hours, report_days"
 
 
 # --- Refresh ----------------------------------------------------------------
 
 
-async def refresh(*, rebuild: bool = False, database: Database | None = None) -> RefreshResult:
+async def refresh(
+    *,
+    rebuild: bool = False,
+    lock_wait: float = LOCK_WAIT_SECONDS,
+    database: Database | None = None,
+) -> RefreshResult:
     """
     Bring the rollups up to date with the raw tables, in one transaction:
     only the hours that changed since the last refresh, or everything on the
@@ -409,8 +429,16 @@ async def refresh(*, rebuild: bool = False, database: Database | None = None) ->
     running meetings up to now); a refresh that finds another one running
     returns at once with ``skipped``.
 
+    It first takes the four raw tables (``ACCESS SHARE``: writes go on), so
+    that it never waits for one while holding another: a ``TRUNCATE`` or a
+    schema change that holds one is waited for, and is never the victim of a
+    deadlock with the refresh.
+
     :param rebuild:
         Recompute everything from the raw tables.
+    :param lock_wait:
+        Seconds to keep trying to take the raw tables before raising
+        :class:`~conference.errors.QueryTimeout`.
     :param database:
         Default: the engine of ``piccolo_conf``.
     :raises ValueError:
@@ -421,13 +449,30 @@ async def refresh(*, rebuild: bool = False, database: Database | None = None) ->
     if database.engine.current_transaction.get() is not None:
         raise ValueError("refresh() runs its own REPEATABLE READ transaction; call it outside one")
     began = time.perf_counter()
-    async with database.transaction():
-        await database.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        locked = await database.query("SELECT pg_try_advisory_xact_lock($1) AS ok", LOCK_KEY)
-        if not locked[0]["ok"]:
-            logger.info("another rollup refresh is running; skipped")
-            return RefreshResult(None, False, 0, 0, time.perf_counter() - began, skipped=True)
-        result = await _refresh(database, rebuild)
+    give_up = time.monotonic() + lock_wait
+    while True:
+        try:
+            async with database.transaction():
+                await database.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                await _lock_sources(database)
+                locked = await database.query(
+                    "SELECT pg_try_advisory_xact_lock($1) AS ok", LOCK_KEY
+                )
+                if not locked[0]["ok"]:
+                    logger.info("another rollup refresh is running; skipped")
+                    seconds = time.perf_counter() - began
+                    return RefreshResult(None, False, 0, 0, seconds, skipped=True)
+                result = await _refresh(database, rebuild)
+            break
+        except _SourcesBusy as busy:
+            if time.monotonic() >= give_up:
+                raise QueryTimeout(
+                    f"the raw tables stayed locked for {lock_wait:g} s (by a TRUNCATE, a "
+                    "schema change or another long transaction); the rollups were not "
+                    "refreshed, try again later",
+                    sqlstate=busy.sqlstate,
+                ) from busy
+            await asyncio.sleep(LOCK_RETRY_PAUSE)
     seconds = time.perf_counter() - began
     logger.info(
         "rollups refreshed as of %s%s: %s meetings, %s hour rows in %.2f s",
@@ -438,6 +483,30 @@ async def refresh(*, rebuild: bool = False, database: Database | None = None) ->
         seconds,
     )
     return RefreshResult(result.as_of, result.rebuilt, result.meetings, result.hours, seconds)
+
+
+class _SourcesBusy(Exception):
+    """Another transaction holds a raw table too strongly; try again."""
+
+    def __init__(self, sqlstate: str | None) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+async def _lock_sources(database: Database) -> None:
+    """
+    Take the raw tables before the first query takes the snapshot (so that
+    it sees what a ``TRUNCATE`` that held them committed). Each is waited for
+    only :data:`LOCK_ATTEMPT_MS`, well under ``deadlock_timeout``: then all
+    are let go (:class:`_SourcesBusy`), and whoever holds one never waits on
+    the refresh long enough to be chosen as a deadlock's victim.
+    """
+    await database.query(f"SET LOCAL lock_timeout = {LOCK_ATTEMPT_MS}")
+    try:
+        await database.query(_LOCK_SOURCES)
+    except QueryTimeout as error:
+        raise _SourcesBusy(error.sqlstate) from error
+    await database.query("SET LOCAL lock_timeout TO DEFAULT")
 
 
 async def _refresh(database: Database, rebuild: bool) -> RefreshResult:
