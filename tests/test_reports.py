@@ -242,22 +242,31 @@ async def _until_one_waits_for_a_lock(connection: asyncpg.Connection) -> None:
     raise AssertionError("nobody waited for a lock within 10 s")
 
 
-async def test_a_refresh_waits_for_a_truncate_of_the_raw_tables_instead_of_deadlocking(
-    connection: asyncpg.Connection, database_url: str
-) -> None:
-    # seed --force while a server's timer refreshes: the TRUNCATE takes the
-    # raw tables one at a time, children first, and holds each to its commit.
+async def _refresh_during_a_truncate(
+    connection: asyncpg.Connection, database_url: str, first: str, truncate: str
+) -> reports.RefreshResult:
+    """
+    ``seed --force`` while a server's timer refreshes: the TRUNCATE has taken
+    ``first`` when the refresh starts, then takes the rest one at a time and
+    holds each to its commit. The refresh's result; raises if either failed.
+    """
     await seed(force=True)
     truncating = await asyncpg.connect(database_url)
     try:
         async with truncating.transaction():
-            await truncating.execute("LOCK TABLE analytics IN ACCESS EXCLUSIVE MODE")
+            await truncating.execute(f"LOCK TABLE {first} IN ACCESS EXCLUSIVE MODE")
             refreshing = asyncio.ensure_future(reports.refresh())
             await _until_one_waits_for_a_lock(connection)
-            await truncating.execute(truncate_sql())  # the rest of the tables
-        result = await asyncio.wait_for(refreshing, 30)
+            await truncating.execute(truncate)
+        return await asyncio.wait_for(refreshing, 30)
     finally:
         await truncating.close()
+
+
+async def test_a_refresh_waits_for_a_truncate_of_the_raw_tables_instead_of_deadlocking(
+    connection: asyncpg.Connection, database_url: str
+) -> None:
+    result = await _refresh_during_a_truncate(connection, database_url, "analytics", truncate_sql())
 
     # It waited, then saw the TRUNCATE: nothing to count, rollups rebuilt empty.
     assert result.rebuilt and result.meetings == 0
@@ -269,17 +278,8 @@ async def test_a_truncate_in_another_order_is_not_a_deadlock_victim_either(
 ) -> None:
     # Parents first (as TRUNCATE ... CASCADE takes them): the refresh, holding
     # analytics while it waits for meetings, lets go within LOCK_ATTEMPT_MS.
-    await seed(force=True)
-    truncating = await asyncpg.connect(database_url)
-    try:
-        async with truncating.transaction():
-            await truncating.execute("LOCK TABLE meetings IN ACCESS EXCLUSIVE MODE")
-            refreshing = asyncio.ensure_future(reports.refresh())
-            await _until_one_waits_for_a_lock(connection)
-            await truncating.execute("TRUNCATE meetings, participants, recordings, analytics")
-        result = await asyncio.wait_for(refreshing, 30)
-    finally:
-        await truncating.close()
+    truncate = "TRUNCATE meetings, participants, recordings, analytics"
+    result = await _refresh_during_a_truncate(connection, database_url, "meetings", truncate)
 
     assert result.rebuilt and result.meetings == 0
 
