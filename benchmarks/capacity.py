@@ -359,16 +359,16 @@ async def run(
                     progress(f"run {number + 1}/{repeat}: {name}, {level} sessions")
                     if name == WEBHOOK_PATHS[1]:
                         await delay(True, level)
-                    count = max(1, events // 22, WAVES * level)
-                    tag = f"cap{os.getpid()}r{number}s{level}{name[9:12]}"
+                    room_sessions = max(1, events // 22, WAVES * level)
+                    tag = f"cap{os.getpid()}r{number}s{level}p{WEBHOOK_PATHS.index(name)}"
                     try:
-                        runs, seconds, latencies, meetings = await _webhook_run(
-                            _webhook_changes(count, tag), level, name == WEBHOOK_PATHS[2]
+                        recorded, seconds, latencies, meetings = await _webhook_run(
+                            _webhook_changes(room_sessions, tag), level, name == WEBHOOK_PATHS[2]
                         )
                     finally:
                         if name == WEBHOOK_PATHS[1]:
                             await delay(False, level)
-                    path.events.append(runs)
+                    path.events.append(recorded)
                     path.seconds.append(seconds)
                     path.latencies_ms.extend(latencies)
                     written |= meetings

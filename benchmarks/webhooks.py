@@ -6,6 +6,7 @@ on the same server, in the same run; writes its section of
     python -m benchmarks.webhooks                    # 6 rounds of 500 requests per route
     python -m benchmarks.webhooks --requests 300 --rounds 2 --no-write   # a quick look
     python -m benchmarks.webhooks --workers 2        # uvicorn --workers 2
+    python -m benchmarks.webhooks --concurrency 128  # its own section, webhooks-connections-128
 
 It starts four servers (``uvicorn --factory benchmarks.app:create_app``, 127.0.0.1) on
 a throwaway database of the test PostgreSQL server (``TEST_DATABASE_URL``
