@@ -1,10 +1,13 @@
 """
-The real application plus two reference routes, for
+The real application plus three reference routes, for
 :mod:`benchmarks.webhooks`: the same server, middleware and uvicorn worker,
 so the only difference between the routes is the work they do. Serve
 ``benchmarks.app:create_app`` with ``uvicorn --factory``.
 
 - ``POST /bench/bare``: reads the body, answers 200; the HTTP floor.
+- ``POST /bench/token``: the signature check alone (``livekit-api``'s
+  token verification and the body's hash), which issue 12 requires to
+  keep: the ceiling of any webhook route on this worker.
 - ``POST /bench/verify``: the webhook's work without the database
   (signature, parse, mapping).
 """
@@ -30,6 +33,13 @@ async def bare(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+async def token(request: Request) -> JSONResponse:
+    """Check the signature, nothing else."""
+    verifier: WebhookVerifier = request.app.state.verifier
+    verifier.check_signature(await request.body(), request.headers.get("authorization"))
+    return JSONResponse({"status": "signed"})
+
+
 async def verify(request: Request) -> JSONResponse:
     """Verify and map the webhook, write nothing."""
     verifier: WebhookVerifier = request.app.state.verifier
@@ -39,11 +49,12 @@ async def verify(request: Request) -> JSONResponse:
 
 
 def create_app() -> Starlette:
-    """The conference app with ``/bench/bare`` and ``/bench/verify`` in front."""
+    """The conference app with the ``/bench/`` routes in front."""
     app = conference_app.create_app()
     app.state.verifier = WebhookVerifier(webhook_keys(get_settings()))
     app.router.routes[0:0] = [
         Route("/bench/bare", bare, methods=["POST"]),
+        Route("/bench/token", token, methods=["POST"]),
         Route("/bench/verify", verify, methods=["POST"]),
     ]
     return app

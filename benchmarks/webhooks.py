@@ -20,6 +20,8 @@ signed sessions (``tests/webhook_sessions.py``) to these routes, in turn,
 ``--rounds`` times:
 
 - ``bare``: reads the body and answers 200 (the HTTP floor);
+- ``token``: ``livekit-api``'s token check and the body's hash, nothing
+  else: the ceiling of any webhook route that keeps that check;
 - ``verify``: signature, parse and mapping, no database;
 - ``webhook``: ``POST /webhooks/livekit``, the real thing (group commit);
 - ``webhook, one by one``: the same with a transaction per webhook;
@@ -82,6 +84,7 @@ WAITING_WEBHOOK = "webhook, 2 ms batch wait"
 #: The routes measured, in order: name, server, path, what.
 ENDPOINTS = (
     ("bare", "main", "/bench/bare", "read the body, answer 200"),
+    ("token", "main", "/bench/token", "livekit-api's token check and the body hash, no parse"),
     ("verify", "main", "/bench/verify", "verify + parse + map, no database"),
     ("webhook", "main", "/webhooks/livekit", "verify + parse + map + group commit"),
     (
@@ -193,6 +196,11 @@ class BenchmarkResult:
         return self.ratio_of("webhook", to=WAITING_WEBHOOK)
 
     @property
+    def token_ceiling(self) -> float:
+        """Token check req/s over bare's (paired): the ceiling of a route that keeps it."""
+        return self.ratio_of("token")
+
+    @property
     def verify_share(self) -> float:
         """Webhook req/s over the verify route's (paired): what the database path leaves."""
         return self.ratio_of("webhook", to="verify")
@@ -227,6 +235,7 @@ class BenchmarkResult:
         lines.append(
             f"{self.workers} uvicorn worker(s), {self.concurrency} connections, "
             f"{self.rounds} rounds; webhook / bare = {self.ratio:.2f}; "
+            f"token / bare = {self.token_ceiling:.2f}; "
             f"webhook / verify = {self.verify_share:.2f}; "
             f"webhook / webhook on asyncio + h11 = {self.fast_stack_gain:.2f}; "
             f"webhook / webhook with a 2 ms batch wait = {self.no_wait_gain:.2f}"
@@ -258,6 +267,11 @@ class BenchmarkResult:
             "",
             f"**webhook / bare = {self.ratio:.2f}** (the median of the per-round ratios; "
             "each 200 is sent after its transaction committed, `synchronous_commit` on).",
+            "",
+            f"**token / bare = {self.token_ceiling:.2f}**: `livekit-api`'s token check "
+            "(`TokenVerifier`: signature, expiry, issuer) and the body's hash alone, with no "
+            "parse, no mapping and no database: the ceiling of any webhook route that keeps "
+            "`livekit-api`'s verification on this worker.",
             "",
             f"**webhook / verify = {self.verify_share:.2f}**: the same with the database "
             "path only, against the route that verifies, parses and maps but writes nothing "

@@ -23,6 +23,7 @@ def test_a_tiny_run_measures_every_route_without_errors_and_writes_its_own_secti
     assert "webhook / webhook on asyncio + h11 = " in section
     assert "webhook / webhook with a 2 ms batch wait = " in section
     assert "webhook / verify = " in section
+    assert "token / bare = " in section
     for name, *_ in ENDPOINTS:
         assert f"| {name} | 44 |" in section
     assert "msgspec decode_event alone" in section
