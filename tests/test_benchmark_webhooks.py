@@ -12,7 +12,8 @@ def test_a_tiny_run_measures_every_route_without_errors_and_writes_its_own_secti
 ) -> None:
     output = tmp_path / "benchmarks.md"
     output.write_text("# Benchmarks\n\nkept by hand\n")
-    argv = ["--requests", "22", "--rounds", "2", "--concurrency", "2", "--output", str(output)]
+    argv = ["--requests", "22", "--rounds", "2", "--concurrency", "2", "--history", "30"]
+    argv += ["--output", str(output)]
     assert main(argv) == 0  # 1 when any request was not answered 200
     text = output.read_text()
     assert "kept by hand" in text
@@ -24,6 +25,7 @@ def test_a_tiny_run_measures_every_route_without_errors_and_writes_its_own_secti
     assert "webhook / webhook with a 2 ms batch wait = " in section
     assert "webhook / verify = " in section
     assert "token / bare = " in section
+    assert "holding 30 generated meetings (analyzed)" in section
     for name, *_ in ENDPOINTS:
         assert f"| {name} | 44 |" in section
     assert "msgspec decode_event alone" in section
