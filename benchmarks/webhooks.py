@@ -286,7 +286,7 @@ class BenchmarkResult:
             "",
             f"**webhook / verify = {self.verify_share:.2f}**: the same with the database "
             "path only, against the route that verifies, parses and maps but writes nothing "
-            "(the ceiling of any webhook path on this worker).",
+            "(the ceiling of this project's webhook path on this worker).",
             "",
             f"**webhook / webhook on asyncio + h11 = {self.fast_stack_gain:.2f}**: what "
             f"uvicorn's defaults ({_uvicorn_stack()}) bring over its pure-Python event "
