@@ -6,8 +6,8 @@ so the only difference between the routes is the work they do. Serve
 
 - ``POST /bench/bare``: reads the body, answers 200; the HTTP floor.
 - ``POST /bench/token``: the signature check alone (``livekit-api``'s
-  token verification and the body's hash), which issue 12 requires to
-  keep: the ceiling of any webhook route on this worker.
+  token verification and the body's hash): the ceiling of any webhook
+  route that keeps that check, on this worker.
 - ``POST /bench/verify``: the webhook's work without the database
   (signature, parse, mapping).
 """
