@@ -2,24 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import asyncpg
+
 from benchmarks.webhooks import ENDPOINTS, main, section_name
+from tests import support
+
+
+async def _history(database_url: str) -> tuple[int, bool]:
+    """Generated meetings (not the benchmark's own rooms), and whether analytics was analyzed."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        generated = await connection.fetchval(
+            "SELECT count(*) FROM meetings WHERE room_name NOT LIKE 'product-sync%'"
+        )
+        analyzed = await connection.fetchval(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'analytics'"
+        )
+        return generated, analyzed
+    finally:
+        await connection.close()
 
 
 def test_a_tiny_run_measures_every_route_without_errors_and_writes_its_own_section(
-    tmp_path: Path,
+    tmp_path: Path, server_url: str
 ) -> None:
     output = tmp_path / "benchmarks.md"
     output.write_text("# Benchmarks\n\nkept by hand\n")
-    argv = ["--requests", "22", "--rounds", "2", "--concurrency", "2", "--history", "30"]
-    argv += ["--output", str(output)]
-    assert main(argv) == 0  # 1 when any request was not answered 200
+    database_url = asyncio.run(support.create_database(server_url, prefix="bench_webhooks_test"))
+    try:
+        argv = ["--requests", "22", "--rounds", "2", "--concurrency", "2", "--history", "30"]
+        argv += ["--database-url", database_url, "--output", str(output)]
+        assert main(argv) == 0  # 1 when any request was not answered 200
+        # The history was loaded and analyzed before the requests.
+        generated, analyzed = asyncio.run(_history(database_url))
+    finally:
+        asyncio.run(support.drop_database(server_url, database_url))
+    assert generated == 30 and analyzed
     text = output.read_text()
     assert "kept by hand" in text
     name = "webhooks-connections-2"
     section = text.split(f"<!-- begin {name} -->", 1)[1].split(f"<!-- end {name} -->", 1)[0]
     assert "python -m benchmarks.webhooks --requests 22" in section
+    assert "--database-url URL" in section  # not the URL itself
     assert "Load average" in section and "webhook / bare = " in section
     assert "webhook / webhook on asyncio + h11 = " in section
     assert "webhook / webhook with a 2 ms batch wait = " in section
